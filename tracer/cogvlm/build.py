@@ -1,0 +1,90 @@
+"""The article's section 2, as a function: from ``model_config.json`` to a built CogVLM.
+
+Each step is a real SAT call, in the article's order, so a tracer sees exactly what the
+article's reader sees::
+
+    args = CogVLMModel.get_args()                       # SAT defaults
+    args = update_args_with_file(args, model_config)    # the checkpoint's architecture
+    args = overwrite_args_by_dict(args, {})             # caller overrides
+    args.rank = ...; args.mode = 'inference'; ...       # environment settings
+    model = get_model(args, CogVLMModel)                # __init__ chain, mixins, dtype, device
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sat.arguments import overwrite_args_by_dict, update_args_with_file
+from sat.model.base_model import get_model
+
+from ..devices import ForceDevice
+from .config import ModelConfig, load_config
+from .model import CogVLMModel
+
+__all__ = ["DEFAULT_SEED", "BuildResult", "build_model", "inference_args"]
+
+DEFAULT_SEED = 1234  # SAT's own default seed (sat.arguments)
+DEVICES = ("cpu", "meta", "cuda")
+
+
+@dataclass
+class BuildResult:
+    model: CogVLMModel
+    args: argparse.Namespace
+    config: ModelConfig
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
+                   seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
+    """The article's Namespace: SAT defaults <- model_config.json <- overrides <- environment."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
+    args = CogVLMModel.get_args()
+    args = update_args_with_file(args, path=str(config.path))
+    args = overwrite_args_by_dict(args, overwrite_args=dict(overrides or {}))
+    # Environment settings, as the article and cli_demo.py set them for one process.
+    args.deepspeed = None
+    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    args.rank = int(os.environ.get("RANK", 0))
+    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
+    args.model_parallel_size = args.world_size
+    args.mode = "inference"
+    # The article sets skip_init=True, which leaves uninitialised memory (NaN logits on a tiny
+    # model). We initialise from the seed instead; a checkpoint load overwrites it anyway.
+    args.skip_init = device == "meta"
+    args.use_gpu_initialization = device == "cuda"
+    args.device = device
+    args.fp16 = False
+    args.bf16 = False
+    args.seed = seed
+    if num_layers is not None:
+        if num_layers <= 0:
+            raise ValueError(f"num_layers {num_layers}: expected a positive integer")
+        args.num_layers = num_layers  # the article's own trick: `args.num_layers = 2`
+    return args
+
+
+def build_model(spec: str | ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
+                seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> BuildResult:
+    """Build CogVLM through SAT's ``get_model`` the way the article does.
+
+    ``device='meta'`` builds the full 17.6B model in about a second and no memory: every
+    tensor factory is forced onto the meta device (see :class:`tracer.devices.ForceDevice`).
+    """
+    config = spec if isinstance(spec, ModelConfig) else load_config(spec)
+    args = inference_args(config, device=device, num_layers=num_layers, seed=seed, overrides=overrides)
+    torch.manual_seed(seed)
+    placement = ForceDevice("meta") if device == "meta" else contextlib.nullcontext()
+    with placement:
+        model = get_model(args, CogVLMModel)
+    model.eval()
+    return BuildResult(model=model, args=args, config=config)

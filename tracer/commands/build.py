@@ -1,0 +1,42 @@
+"""``cogtrace build CONFIG``: the article's section 2 — build CogVLM with SAT's ``get_model``."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="config folder or model_config.json (e.g. configs/tiny/cogvlm-chat-v1.1)")
+    parser.add_argument("--device", choices=["cpu", "meta"], default="cpu",
+                        help="cpu: real weights (tiny configs); meta: shapes only, no memory (full size)")
+    parser.add_argument("--num-layers", type=int, default=None, metavar="N",
+                        help="override num_layers of the language model, as the article does (2)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the initial weights (default: SAT's 1234)")
+    parser.add_argument("--print-model", action="store_true", help="also print(model), as the article does")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cogvlm.config import load_config  # light: no torch
+
+    config = load_config(args.config)  # bad configs fail here, before SAT is imported
+    if args.num_layers is not None and args.num_layers <= 0:
+        from ..errors import UserError
+        raise UserError(f"--num-layers {args.num_layers}: expected a positive integer")
+
+    from ..cogvlm.build import DEFAULT_SEED, build_model
+    from ..cogvlm.summary import format_build_summary
+
+    start = time.perf_counter()
+    result = build_model(config, device=args.device, num_layers=args.num_layers,
+                         seed=DEFAULT_SEED if args.seed is None else args.seed)
+    elapsed = time.perf_counter() - start
+    if args.print_model:
+        print(result.model)
+    print(format_build_summary(result, seconds=elapsed, peak_rss_mb=_peak_rss_mb()))
+    return 0
