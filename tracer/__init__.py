@@ -1,8 +1,20 @@
 """cogvlm-tracer: see how CogVLM is put together and runs on SwissArmyTransformer (SAT).
 
-The package never imports torch or SAT at import time, so ``cogtrace --help`` stays fast;
-the CogVLM model lives in :mod:`tracer.cogvlm`.
+The one entry point for recording is :func:`trace`::
+
+    import tracer
+    with tracer.trace("out/") as t:       # out/trace.json + out/trace.chrome.json
+        ...                               # build, load, run, generate
+    t.trace                               # the tracer.Trace (pure data)
+
+The package never imports torch or SAT at import time, so ``cogtrace --help`` stays fast:
+:mod:`tracer.recorder` and :mod:`tracer.trace` are standard-library only, and the patches
+(:mod:`tracer.construction`, :mod:`tracer.runtime`) are imported when a recording starts.
+The CogVLM model lives in :mod:`tracer.cogvlm`.
 """
 
+from .recorder import TraceHandle, TracingError, trace
+from .trace import Trace
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["Trace", "TraceHandle", "TracingError", "__version__", "trace"]

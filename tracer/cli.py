@@ -17,6 +17,13 @@ from .errors import UserError
 # name -> (module under tracer.commands, one-line help). Order is the order in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "build a CogVLM config through SAT's get_model (tiny on CPU, full size on meta)"),
+    "run": ("run", "run a Python script with SAT construction and runtime tracing (like python -m viztracer)"),
+    "shapes": ("shapes", "trace every tensor shape of a forward at full width, on meta weights (no memory)"),
+    "chat": ("chat", "chat about an image with CogVLM, as upstream's cli_demo_sat.py (tiny checkpoints run on CPU)"),
+    "report": ("report", "trace construction and one chat turn, then write the HTML report and every view to a folder"),
+    "render": ("render", "draw a saved trace: call tree, module tree, hooks, steps, tokens, diagrams, HTML, Chrome"),
+    "summary": ("summary", "torchinfo's summary of a tiny model next to cogtrace's view of the same forward"),
+    "doctor": ("doctor", "check this machine: Python, torch, SAT (and the `sat` name clash), Triton, Graphviz, CUDA"),
 }
 
 

@@ -47,9 +47,12 @@ NUM_VISION_LAYERS = 32
 _INIT = unscaled_init_method(0.01)
 
 # Arguments the vision tower inherits from the language model's Namespace: where and how
-# to build, never what to build (the architecture comes from eva_args).
+# to build, never what to build (the architecture comes from eva_args). ``seed`` matters:
+# EVA2CLIPModel is a BaseModel, whose __init__ re-seeds the RNG with ``args.seed`` (SAT's
+# _simple_init) -- without it, the tower and every weight built after it came from seed 1234
+# whatever seed the user asked for.
 _INHERITED = ("world_size", "rank", "local_rank", "skip_init", "use_gpu_initialization",
-              "deepspeed", "bf16", "fp16", "mode", "device", "model_parallel_size")
+              "deepspeed", "bf16", "fp16", "mode", "device", "model_parallel_size", "seed")
 
 
 def vision_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -157,7 +160,8 @@ class LlamaVisionExpertFCMixin(BaseMixin):
         super().__init__()
         self.num_layers = num_layers
         self.vision_layer_range = _vision_range(num_layers, vision_layer_range)
-        common = dict(module=self, dtype=params_dtype, device=torch.device(device), skip_init=skip_init)
+        common: dict[str, Any] = dict(module=self, dtype=params_dtype, device=torch.device(device),
+                                      skip_init=skip_init)
         col, row = ColumnParallelLinear, RowParallelLinear
         self.gate_proj = nn.ModuleList([
             _linear(col, in_features, hidden_features, "dense_h_to_4h_gate", gather_output=False, **common)
@@ -213,7 +217,8 @@ class LlamaVisionExpertAttnMixin(BaseMixin):
         self.rotary_emb = AnyDeviceRotaryEmbedding(hidden_size // num_heads, pos_idx_in_fp32=False)
         self.num_layers = num_layers
         self.vision_layer_range = _vision_range(num_layers, vision_layer_range)
-        common = dict(module=self, dtype=params_dtype, device=torch.device(device), skip_init=skip_init)
+        common: dict[str, Any] = dict(module=self, dtype=params_dtype, device=torch.device(device),
+                                      skip_init=skip_init)
         keys = [str(i) for i in self.vision_layer_range]
         self.vision_query_key_value_list = nn.ModuleDict({k: _linear(
             ColumnParallelLinear, hidden_size, 3 * hidden_size, "vision_query_key_value",
@@ -231,6 +236,7 @@ class LlamaVisionExpertAttnMixin(BaseMixin):
         key = str(layer_id)
 
         if use_expert:
+            assert expert is not None  # for mypy: use_expert implies a mask
             vision_mask = expert.bool()  # (B, S)
             shape = hidden_states.shape[:-1] + (hidden_states.shape[-1] * 3 // mpu.get_model_parallel_world_size(),)
             mixed = torch.empty(shape, dtype=hidden_states.dtype, device=hidden_states.device)  # (B, S, 3h)

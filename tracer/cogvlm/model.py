@@ -38,8 +38,8 @@ class CogVLMModel(LLaMAModel):
                  params_dtype: torch.dtype = torch.float32, **kwargs: Any) -> None:
         super().__init__(args, transformer=transformer, params_dtype=params_dtype, **kwargs)
         self.image_length = args.image_length
-        expert = dict(params_dtype=params_dtype, device=expert_device(args),
-                      skip_init=bool(getattr(args, "skip_init", False)))
+        expert: dict[str, Any] = dict(params_dtype=params_dtype, device=expert_device(args),
+                                      skip_init=bool(getattr(args, "skip_init", False)))
         self.add_mixin("eva", ImageMixin(args, params_dtype=params_dtype))
         self.del_mixin("mlp")
         self.add_mixin("mlp", LlamaVisionExpertFCMixin(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .build import BuildResult
+from .model import CogVLMModel
 
 __all__ = ["format_build_summary", "human_count", "parameter_table"]
 
@@ -21,7 +22,7 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def parameter_table(model: nn.Module) -> list[tuple[str, int]]:
+def parameter_table(model: CogVLMModel) -> list[tuple[str, int]]:
     """(path, parameters) for the transformer, each mixin and each mixin's direct children."""
     rows: list[tuple[str, int]] = [("transformer", _count(model.transformer))]
     for name, mixin in model.mixins.items():

@@ -1,10 +1,20 @@
-"""``cogtrace build CONFIG``: the article's section 2 — build CogVLM with SAT's ``get_model``."""
+"""``cogtrace build CONFIG [-o DIR]``: the article's section 2 — build CogVLM with SAT's ``get_model``.
+
+With ``-o DIR`` the build runs under :func:`tracer.trace` and ``DIR/trace.json`` and
+``DIR/trace.chrome.json`` hold every construction call (get_args, update_args_with_file,
+overwrite_args_by_dict, get_model, the ``__init__`` chain, each add_mixin/del_mixin with
+its parameter and hook-table deltas).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import time
+from typing import Any
+
+from ._tracing import add_trace_arguments, check_output, report_written, trace_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override num_layers of the language model, as the article does (2)")
     parser.add_argument("--seed", type=int, default=None, help="seed for the initial weights (default: SAT's 1234)")
     parser.add_argument("--print-model", action="store_true", help="also print(model), as the article does")
+    add_trace_arguments(parser, output_help="trace the construction into DIR/trace.json and DIR/trace.chrome.json")
 
 
 def _peak_rss_mb() -> float:
@@ -28,15 +39,27 @@ def run(args: argparse.Namespace) -> int:
     if args.num_layers is not None and args.num_layers <= 0:
         from ..errors import UserError
         raise UserError(f"--num-layers {args.num_layers}: expected a positive integer")
+    options = trace_options(args)
+    out = check_output(args.output) if args.output is not None else None
 
     from ..cogvlm.build import DEFAULT_SEED, build_model
     from ..cogvlm.summary import format_build_summary
 
+    recording: Any = contextlib.nullcontext()
+    if out is not None:
+        from ..recorder import trace
+
+        meta = {"command": "build", "config": str(config.path), "device": args.device,
+                "num_layers": args.num_layers}
+        recording = trace(out, meta=meta, **options)
     start = time.perf_counter()
-    result = build_model(config, device=args.device, num_layers=args.num_layers,
-                         seed=DEFAULT_SEED if args.seed is None else args.seed)
+    with recording as handle:
+        result = build_model(config, device=args.device, num_layers=args.num_layers,
+                             seed=DEFAULT_SEED if args.seed is None else args.seed)
     elapsed = time.perf_counter() - start
     if args.print_model:
         print(result.model)
     print(format_build_summary(result, seconds=elapsed, peak_rss_mb=_peak_rss_mb()))
+    if handle is not None:
+        report_written(handle.paths)
     return 0

@@ -1,0 +1,31 @@
+"""Renderers must not import torch or SAT: a saved trace renders on any machine, quickly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fixtures.render_support import TRACES
+
+MODULES = ["architecture", "calls", "common", "diagrams", "files", "hooks", "modules", "report", "steps",
+           "terminal", "tokens"]
+
+
+def test_render_modules_and_command_import_no_torch() -> None:
+    code = f"""
+import importlib, json, sys
+for name in {MODULES!r}:
+    importlib.import_module("tracer.render." + name)
+import tracer.commands.render as cmd
+trace = cmd.load_trace({str(TRACES["real"])!r})
+for fmt in ("tree", "modules", "hooks", "steps", "tokens", "dot", "chrome"):
+    cmd.render(trace, fmt)
+from tracer.render.report import render_html
+from tracer.render.tokens import layout_png
+layout_png(trace)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "sat", "deepspeed", "transformers"))))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,56 @@
+"""Tracing options shared by ``build``, ``run`` and ``shapes``: output folder and filters.
+
+Only argparse here (no torch, no SAT): it runs for ``cogtrace --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+# Kept in step with tracer.trace.CATEGORIES (importing it would be fine, but this stays tiny).
+CATEGORY_NAMES = ("construction", "module", "hook", "generation")
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser, *, output_help: str) -> None:
+    group = parser.add_argument_group("tracing")
+    group.add_argument("-o", "--output", metavar="DIR", default=None, help=output_help)
+    group.add_argument("--depth", type=int, default=None, metavar="N",
+                       help="record events nested at most N deep (default: no limit)")
+    group.add_argument("--categories", default=None, metavar="LIST",
+                       help=f"comma-separated subset of {','.join(CATEGORY_NAMES)} (default: all)")
+    group.add_argument("--max-steps", type=int, default=None, metavar="N",
+                       help="generation steps recorded per filling_sequence call, after the context "
+                            "forward (default: all)")
+
+
+def trace_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Checked keyword arguments for :func:`tracer.trace` from the parsed options."""
+    categories: tuple[str, ...] = CATEGORY_NAMES
+    if args.categories is not None:
+        categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
+        unknown = [c for c in categories if c not in CATEGORY_NAMES]
+        if unknown or not categories:
+            raise UserError(f"--categories {args.categories!r}: expected a comma-separated subset of "
+                            f"{','.join(CATEGORY_NAMES)}")
+    for flag, value in (("--depth", args.depth), ("--max-steps", args.max_steps)):
+        if value is not None and value < 0:
+            raise UserError(f"{flag} {value}: expected a non-negative integer")
+    return {"categories": categories, "max_depth": args.depth, "max_steps": args.max_steps}
+
+
+def check_output(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {path}: exists and is not a directory (expected a folder for trace.json "
+                        f"and trace.chrome.json)")
+    return out
+
+
+def report_written(paths: dict[str, Path]) -> None:
+    if paths:
+        print("trace written: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)

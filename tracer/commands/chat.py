@@ -1,0 +1,205 @@
+"""``cogtrace chat CONFIG_OR_CHECKPOINT``: the article's section 3 — upstream's ``cli_demo_sat.py``.
+
+One turn with ``--query``; without it, the interactive loop of ``cli_demo_sat.py`` (an image
+path, then questions; ``clear`` starts over with a new image, ``stop`` or end of input quits).
+Every input is checked before the model is loaded, so a bad path, an empty query, an
+unknown version or a prompt longer than ``--max-length`` costs no model load and leaves no
+``output.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..cogvlm.chat import ChatResult, SamplingOptions
+    from ..cogvlm.image_processor import ImageProcessor
+    from ..cogvlm.text_processor import TextProcessor
+
+SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "cogvlm" / "assets" / "sample.png"
+# Upstream README's "Which --version to use" table, for when neither --version nor the
+# config's text_processor_version says.
+DEFAULT_VERSIONS = {
+    "cogvlm-chat-v1.1": "chat_old",
+    "cogvlm-chat": "chat_old",
+    "cogvlm-grounding-generalist": "base",
+    "cogvlm-base-224": "base",
+    "cogvlm-base-490": "base",
+}
+WELCOME = ('Welcome to the CogVLM CLI (cogtrace). Enter an image path (Enter for {default}), then questions. '
+           'Type "clear" to start over with another image, or "stop" to end.')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG_OR_CHECKPOINT",
+                        help="checkpoint folder, or config (e.g. configs/tiny/cogvlm-grounding-generalist: "
+                             "weights are generated from --seed and cached)")
+    parser.add_argument("--image", default=None, metavar="PATH",
+                        help=f"image to talk about (default: the shipped sample, {SAMPLE_IMAGE.name})")
+    parser.add_argument("--query", default=None, metavar="TEXT",
+                        help="answer this one question and exit (default: interactive loop)")
+    parser.add_argument("--version", default=None, metavar="VERSION",
+                        help="prompt template: chat, vqa, chat_old or base (default: the model's, "
+                             "as in upstream's README; chat otherwise)")
+    parser.add_argument("--max-length", type=int, default=2048, metavar="N",
+                        help="total sequence length: prompt (image slots included) + answer (default 2048)")
+    parser.add_argument("--top-p", type=float, default=0.4, metavar="P", help="nucleus sampling (default 0.4)")
+    parser.add_argument("--top-k", type=int, default=1, metavar="K", help="top-k sampling (default 1)")
+    parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="default 0.8")
+    parser.add_argument("--seed", type=int, default=1234,
+                        help="seed for sampling and for generated tiny weights (default 1234)")
+    parser.add_argument("--output", default="output.png", metavar="PATH",
+                        help="where to save the image with grounding boxes (default output.png)")
+    parser.add_argument("--tokenizer", default=None, metavar="DIR",
+                        help="tokenizer directory (vicuna-7b-v1.5) for real checkpoints; "
+                             "tiny configs use the shipped one")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that run before the model is loaded
+
+
+def _choose_version(requested: str | None, values: dict[str, Any], name: str) -> str:
+    from ..cogvlm.tokenizer import check_version
+
+    if requested is not None:
+        check_version(requested)
+    configured = values.get("text_processor_version")
+    if configured is not None:
+        # Upstream lets the checkpoint's setting win over --version; so do we, saying so.
+        if requested is not None and requested != configured:
+            print(f"note: {name} sets text_processor_version={configured!r}; using it instead of --version "
+                  f"{requested}", file=sys.stderr)
+        return check_version(str(configured))
+    return requested or DEFAULT_VERSIONS.get(name, "chat")
+
+
+def _check_output(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"--output {path}: is a directory, expected a file name such as output.png")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"--output {path}: folder {folder} does not exist")
+
+
+def _check_query(query: str, text_processor: TextProcessor, max_length: int) -> None:
+    """Refuse an empty query or one whose prompt leaves no room for an answer."""
+    query = text_processor.replace_tags_with_empty(query)
+    if not query.strip():
+        raise UserError("empty query: expected a question about the image, e.g. --query \"What is in the image?\"")
+    ids, _ = text_processor.token_ids(text_processor.history_to_prompt(query))
+    if max_length - len(ids) <= 1:
+        raise UserError(f"the prompt is {len(ids)} tokens ({text_processor.image_length} of them image slots) "
+                        f"and --max-length is {max_length}: expected --max-length of at least {len(ids) + 2}")
+
+
+# ---------------------------------------------------------------------------------------------
+# One turn, printed
+
+
+def _turn(image: Any, query: str, history: list[tuple[str, str]], model: Any, text_processor: TextProcessor,
+          image_processor: ImageProcessor, options: SamplingOptions, stream: bool, output: Path) -> ChatResult:
+    from ..cogvlm.chat import chat, stream_chat
+    from ..cogvlm.grounding import save_grounding
+
+    if stream:
+        print("Model: ", end="", flush=True)
+        pieces = stream_chat(image, model, text_processor, image_processor, query, history, options)
+        while True:
+            try:
+                print(next(pieces), end="", flush=True)
+            except StopIteration as done:
+                result: ChatResult = done.value
+                break
+        print()
+    else:
+        result = chat(image, model, text_processor, image_processor, query, history, options)
+        print(f"Model: {result.response}")
+    grounding = save_grounding(result.image, result.response, output)
+    print(f"  [{result.context_length} prompt tokens ({text_processor.image_length} image slots), "
+          f"{len(result.generated_ids)} generated in {result.seconds:.2f} s; "
+          f"{len(grounding.boxes)} boxes drawn -> {output}]")
+    return result
+
+
+def _interactive(default_image: str, model: Any, text_processor: TextProcessor, image_processor: ImageProcessor,
+                 options: SamplingOptions, stream: bool, output: Path) -> int:
+    """``cli_demo_sat.py``'s loop; errors in a turn are printed and the loop goes on."""
+    from ..cogvlm.image_processor import open_image
+
+    print(WELCOME.format(default=default_image))
+    try:
+        while True:
+            path = input("Image path: ").strip() or default_image
+            if path == "stop":
+                return 0
+            try:
+                image = open_image(path)
+            except UserError as e:
+                print(f"error: {e}")
+                continue
+            history: list[tuple[str, str]] = []
+            while True:
+                query = input("User: ")
+                if query.strip() == "clear":
+                    break
+                if query.strip() == "stop":
+                    return 0
+                try:
+                    result = _turn(image, query, history, model, text_processor, image_processor, options,
+                                   stream, output)
+                except UserError as e:
+                    print(f"error: {e}")
+                    continue
+                history = result.history
+    except EOFError:
+        print()
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cogvlm.config import load_config
+    from ..cogvlm.image_processor import get_image_processor, open_image
+    from ..cogvlm.text_processor import TextProcessor
+    from ..cogvlm.tokenizer import tokenizer_for_config
+
+    # 1. Everything the user typed, before the (slow) model load.
+    config = load_config(args.config)
+    version = _choose_version(args.version, config.values, config.name)
+    output = Path(args.output)
+    _check_output(output)
+    max_position = int(config.values.get("max_sequence_length", args.max_length))
+    if args.max_length > max_position:
+        raise UserError(f"--max-length {args.max_length}: above the model's max_sequence_length {max_position}")
+    from ..cogvlm.chat import SamplingOptions  # imports SAT (a few seconds)
+
+    options = SamplingOptions(max_length=args.max_length, top_p=args.top_p, top_k=args.top_k,
+                              temperature=args.temperature, seed=args.seed)
+    options.check()
+    tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
+    text_processor = TextProcessor(tokenizer, args.max_length, int(config.values["image_length"]))
+    image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
+    image_path = args.image or str(SAMPLE_IMAGE)
+    image = open_image(image_path) if args.query is not None else None
+    if args.query is not None:
+        _check_query(args.query, text_processor, args.max_length)
+
+    # 2. The model, as cli_demo_sat.py: from_pretrained, eval, the KV-cache mixin.
+    from ..cogvlm.chat import add_autoregressive_mixin
+    from ..cogvlm.checkpoint import load_model
+
+    print(f"[Language processor version]: {version}")
+    model, _ = load_model(args.config, device="cpu", seed=args.seed)
+    add_autoregressive_mixin(model)
+
+    # 3. Talk.
+    if args.query is not None:
+        _turn(image, args.query, [], model, text_processor, image_processor, options, args.stream, output)
+        return 0
+    return _interactive(image_path, model, text_processor, image_processor, options, args.stream, output)

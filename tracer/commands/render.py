@@ -1,0 +1,127 @@
+"""``cogtrace render TRACE --format F [-o PATH]``: draw a saved trace, no torch or SAT needed.
+
+Text formats (tree, modules, hooks, steps, tokens, dot, svg, html, chrome) go to stdout
+without ``-o``; png needs ``-o``. Output files are written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome")
+DIAGRAMS = ("architecture", "calls", "modules", "tokens")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", metavar="TRACE", help="a trace.json (or the folder holding it) written by cogtrace")
+    parser.add_argument("--format", "-f", choices=FORMATS, default="tree",
+                        help="tree: construction calls; modules: module tree; hooks: SAT hook tables; steps: "
+                             "generation steps; tokens: token layout; dot/svg/png: a diagram (see --diagram); "
+                             "html: the full report; chrome: Chrome/Perfetto trace (default: tree)")
+    parser.add_argument("--diagram", choices=DIAGRAMS, default="architecture",
+                        help="which diagram dot/svg/png draw (default architecture; tokens: png only)")
+    parser.add_argument("-o", "--output", default=None, metavar="PATH", help="write here instead of stdout")
+    parser.add_argument("--width", type=int, default=140, help="terminal text width (default 140)")
+    parser.add_argument("--no-timings", action="store_true", help="leave durations out (for diffs)")
+
+
+def load_trace(spec: str | Path) -> Trace:
+    """Read a trace file with one-line errors for every way it can be wrong."""
+    from ..trace import SchemaError, Trace
+
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "trace.json").is_file():
+            raise UserError(f"{path}: no trace.json in this folder (expected a folder written by cogtrace "
+                            f"build/run/report, or a trace.json file)")
+        path = path / "trace.json"
+    if not path.exists():
+        raise UserError(f"{spec}: no such trace file (expected a trace.json written by cogtrace build/run/report)")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return Trace.load(f)
+    except SchemaError as e:
+        raise UserError(f"{path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a text file ({e.reason} at byte {e.start}); expected a trace.json") from e
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from e
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise UserError(f"{path}: not a valid cogvlm-tracer trace ({what})") from e
+
+
+def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int = 140,
+           timings: bool = True) -> str | bytes:
+    """The output of one format, as text or bytes; raises UserError for impossible requests."""
+    from ..render.diagrams import dot_source, to_png, to_svg
+    from ..render.tokens import LayoutError, layout_png, render_layout_text
+
+    if fmt in ("dot", "svg") and diagram == "tokens":
+        raise UserError(f"--diagram tokens is a picture: expected --format png (or --format tokens for text), "
+                        f"not --format {fmt}")
+    try:
+        if fmt == "tree":
+            from ..render.calls import render_calls
+            return render_calls(trace, width=width, timings=timings)
+        if fmt == "modules":
+            from ..render.modules import render_modules
+            return render_modules(trace, width=width)
+        if fmt == "hooks":
+            from ..render.hooks import render_hooks
+            return render_hooks(trace, width=width)
+        if fmt == "steps":
+            from ..render.steps import render_steps
+            return render_steps(trace, width=width, timings=timings)
+        if fmt == "tokens":
+            return render_layout_text(trace, width=width)
+        if fmt == "dot":
+            return dot_source(trace, diagram)
+        if fmt == "svg":
+            return to_svg(dot_source(trace, diagram)).decode("utf-8")
+        if fmt == "png":
+            return layout_png(trace) if diagram == "tokens" else to_png(dot_source(trace, diagram))
+        if fmt == "html":
+            from ..render.report import render_html
+            return render_html(trace, timings=timings)
+        if fmt == "chrome":
+            import io
+
+            from ..export import write_chrome
+            buffer = io.StringIO()
+            write_chrome(trace, buffer)
+            return buffer.getvalue()
+    except LayoutError as e:
+        raise UserError(str(e)) from e
+    raise UserError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..render.files import write_atomic
+
+    if args.width < 40:
+        raise UserError(f"--width {args.width}: expected at least 40 columns")
+    if args.output is None and args.format == "png":
+        raise UserError("--format png writes binary data: expected -o PATH (e.g. -o architecture.png)")
+    if args.output is not None:
+        out = Path(args.output)
+        if out.is_dir():
+            raise UserError(f"-o {out}: is a folder, expected a file name")
+        if not out.parent.is_dir():
+            raise UserError(f"-o {out}: folder {out.parent} does not exist")
+    trace = load_trace(args.trace)
+    result = render(trace, args.format, diagram=args.diagram, width=args.width, timings=not args.no_timings)
+    if args.output is None:
+        sys.stdout.write(result if isinstance(result, str) else result.decode("utf-8"))
+        return 0
+    path = write_atomic(args.output, result)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)
+    return 0

@@ -1,0 +1,81 @@
+"""``cogtrace run [-o DIR] script.py [args...]``: run a Python script under tracing.
+
+Like ``python script.py args...`` (the script runs as ``__main__`` with ``sys.argv`` set and
+its folder first on ``sys.path``), with construction and runtime tracing on. The trace is
+written even when the script raises; then the traceback is printed as Python would print it
+(starting at the script's own frames) and the exit status is 1. ``sys.exit(n)`` in the
+script exits with ``n``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from ._tracing import add_trace_arguments, check_output, report_written, trace_options
+
+DEFAULT_OUTPUT = "cogtrace-out"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_trace_arguments(parser, output_help=f"folder for trace.json and trace.chrome.json (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("script", help="the Python script to run")
+    parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+
+def _script_traceback(tb: TracebackType | None, script: Path) -> TracebackType | None:
+    """Drop our own frames (cli, runpy) so the traceback starts where the script's does."""
+    current = tb
+    while current is not None:
+        if Path(current.tb_frame.f_code.co_filename).resolve() == script:
+            return current
+        current = current.tb_next
+    return tb
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+
+    script = Path(args.script)
+    if not script.is_file():
+        raise UserError(f"{args.script}: no such script (expected a Python file to run)")
+    options = trace_options(args)
+    out = check_output(args.output or DEFAULT_OUTPUT)
+
+    from ..recorder import trace
+
+    script = script.resolve()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [str(args.script), *args.script_args]
+    sys.path.insert(0, str(script.parent))
+    handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args)},
+                   **options)
+    code = 0
+    try:
+        with handle:
+            runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    except KeyboardInterrupt:
+        report_written(handle.paths)
+        raise
+    except Exception as e:  # noqa: BLE001 - printed as Python would, after the trace is written
+        traceback.print_exception(type(e), e, _script_traceback(e.__traceback__, script))
+        code = 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    report_written(handle.paths)
+    return code

@@ -1,0 +1,371 @@
+"""Construction tracing: every call of SAT's model-building API, as nested events.
+
+What is patched (for the duration of a recording only; see :mod:`tracer.patching` for how
+and why the functions' code is swapped in place rather than module attributes replaced):
+
+* functions: ``sat.model.base_model.get_model``, ``sat.arguments.update_args_with_file``,
+  ``overwrite_args_by_dict``, ``get_args`` (the training-script parser) and
+  ``sat.training.model_io.load_checkpoint``;
+* on ``BaseModel`` and every subclass (SAT's official models, ours, upstream CogVLM's from
+  a user's checkout — found through ``__subclasses__()`` at start, and through a temporary
+  ``__init_subclass__`` for classes created during the recording): ``__init__``,
+  ``add_mixin``, ``del_mixin``, ``get_args``, ``from_pretrained``, ``from_pretrained_base``
+  where the class defines them;
+* ``AutoModel.from_pretrained`` / ``from_pretrained_base``;
+* the constructor of every ``BaseMixin`` subclass. ``BaseMixin.__init__`` itself (empty) is
+  recorded only for mixin classes that do not define their own.
+
+Each event's ``data`` is documented in ``docs/trace-schema.md``. A Namespace argument is
+shown as the keys that differ from the defaults of the model class in play (that class's
+``get_args()``), because the full Namespace has ~100 keys and the differences are the story.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import types
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .patching import PatchSet
+from .recorder import Record, Recorder
+from .trace import SourceLocation
+from .values import describe_model, namespace_diff, short
+
+__all__ = ["construction_functions", "install"]
+
+_METHODS = ("__init__", "add_mixin", "del_mixin")
+_CLASSMETHODS = ("get_args", "from_pretrained", "from_pretrained_base")
+_MIXIN_METHODS = ("add_mixin", "del_mixin")
+# Functions that take a Namespace and return one: their event shows what they changed.
+_ARGS_TRANSFORMS = ("update_args_with_file", "overwrite_args_by_dict")
+_NAMESPACE_CLIP = 300
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    seen: set[type] = set()
+    stack: list[type] = [cls]
+    while stack:
+        sub: type
+        for sub in stack.pop().__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+                yield sub
+
+
+def construction_functions() -> list[types.FunctionType]:
+    """The module-level SAT functions we patch (what leak tests check)."""
+    import sat.arguments as arguments
+    import sat.model.base_model as base_model
+    import sat.training.model_io as model_io
+
+    return [base_model.get_model, arguments.update_args_with_file, arguments.overwrite_args_by_dict,
+            arguments.get_args, model_io.load_checkpoint]
+
+
+def _source(frame: types.FrameType | None) -> SourceLocation | None:
+    if frame is None:
+        return None
+    return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno, function=frame.f_code.co_name)
+
+
+def _defined_at(func: types.FunctionType) -> str:
+    return f"{func.__code__.co_filename}:{func.__code__.co_firstlineno}"
+
+
+class _Construction:
+    """The patch set and the per-recording caches (signatures, SAT defaults per class)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        from sat.model.base_model import AutoModel, BaseMixin, BaseModel
+
+        self.rec = recorder
+        self.patches = PatchSet()
+        self.BaseModel = BaseModel
+        self.BaseMixin = BaseMixin
+        self.AutoModel = AutoModel
+        self._signatures: dict[int, inspect.Signature | None] = {}
+        self._defaults: dict[type, dict[str, Any] | None] = {}
+        self._classes: set[type] = set()
+        self._reference: type | None = None  # class whose defaults explain a bare Namespace
+
+    # -- installing ---------------------------------------------------------------------
+    def install(self) -> None:
+        for func in construction_functions():
+            self._swap(func, kind="function")
+        for cls in (self.BaseModel, *_subclasses(self.BaseModel), self.AutoModel,
+                    self.BaseMixin, *_subclasses(self.BaseMixin)):
+            self.patch_class(cls)
+        for base in (self.BaseModel, self.BaseMixin):
+            self._watch_subclasses(base)
+
+    def patch_class(self, cls: type) -> None:
+        """Patch the construction methods ``cls`` defines itself (idempotent)."""
+        if cls in self._classes:
+            return
+        self._classes.add(cls)
+        is_model = issubclass(cls, self.BaseModel)
+        names = (_METHODS if is_model else ("__init__",)) if cls is not self.AutoModel else ()
+        for name in names:
+            func = cls.__dict__.get(name)
+            if isinstance(func, types.FunctionType):
+                self._swap(func, kind="method")
+        if is_model or cls is self.AutoModel:
+            for name in _CLASSMETHODS:
+                attr = cls.__dict__.get(name)
+                if isinstance(attr, classmethod) and isinstance(attr.__func__, types.FunctionType):
+                    self._swap(attr.__func__, kind="classmethod")
+        if not is_model and cls is not self.AutoModel:
+            for name in _MIXIN_METHODS:  # a mixin class never defines these, but be exact
+                func = cls.__dict__.get(name)
+                if isinstance(func, types.FunctionType):
+                    self._swap(func, kind="method")
+
+    def ensure_class(self, cls: Any) -> None:
+        """Patch ``cls`` and its bases before it is instantiated (a class whose own
+        ``__init_subclass__`` hid it from our watcher)."""
+        if isinstance(cls, type) and issubclass(cls, (self.BaseModel, self.BaseMixin)):
+            for klass in cls.__mro__:
+                if isinstance(klass, type) and issubclass(klass, (self.BaseModel, self.BaseMixin)):
+                    self.patch_class(klass)
+
+    def _watch_subclasses(self, base: type) -> None:
+        """Give ``base`` a temporary ``__init_subclass__`` that patches classes created
+        during the recording (removed again by :meth:`PatchSet.undo`)."""
+        construction = self
+        previous = base.__dict__.get("__init_subclass__")
+
+        def __init_subclass__(cls: type, **kwargs: Any) -> None:
+            if isinstance(previous, classmethod):
+                previous.__func__(cls, **kwargs)
+            else:
+                super(base, cls).__init_subclass__(**kwargs)  # type: ignore[arg-type, misc]
+            construction.patch_class(cls)
+
+        self.patches.set_attr(base, "__init_subclass__", classmethod(__init_subclass__))
+
+    def _swap(self, func: types.FunctionType, kind: str) -> None:
+        self.patches.swap_code(func, lambda original: self._wrapper(func, original, kind))
+
+    # -- recording ----------------------------------------------------------------------
+    def _wrapper(self, func: types.FunctionType, original: types.FunctionType,
+                 kind: str) -> Callable[..., Any]:
+        rec = self.rec
+        # "LLaMAModel.__init__"; a class defined in a function keeps only "Class.method".
+        qualname = ".".join(func.__qualname__.split(".")[-2:]) if kind != "function" else func.__name__
+        short_name = func.__name__
+        defined_at = _defined_at(original)
+        is_base_mixin_init = func is self.BaseMixin.__dict__.get("__init__")
+        construction = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not rec.recording():
+                return original(*args, **kwargs)
+            subject = args[0] if kind == "method" and args else None
+            if is_base_mixin_init and subject is not None and "__init__" in type(subject).__dict__:
+                return original(*args, **kwargs)  # the subclass's own __init__ is the event
+            # Frame 0 is this wrapper, 1 the trampoline in the patched function, 2 its caller.
+            source = _source(sys._getframe(2))
+            data, state = construction._before(func, original, kind, short_name, defined_at, args, kwargs)
+            token, record = rec.begin("construction", qualname, data, source, subject=subject)
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as e:
+                rec.end(token, error=f"{type(e).__name__}: {e}")
+                raise
+            if record is not None:
+                construction._after(record, short_name, kind, args, result, state)
+            rec.end(token)
+            return result
+
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        return wrapper
+
+    def _signature(self, func: types.FunctionType) -> inspect.Signature | None:
+        key = id(func)
+        if key not in self._signatures:
+            try:
+                self._signatures[key] = inspect.signature(func)
+            except (TypeError, ValueError):
+                self._signatures[key] = None
+        return self._signatures[key]
+
+    def defaults(self, cls: type | None) -> dict[str, Any] | None:
+        """``vars(cls.get_args())`` computed once per class, unrecorded."""
+        if cls is None or not isinstance(cls, type) or not issubclass(cls, self.BaseModel):
+            return None
+        if cls not in self._defaults:
+            try:
+                with self.rec.suppressed():
+                    self._defaults[cls] = dict(vars(cls.get_args()))  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - a user class whose get_args needs more
+                self._defaults[cls] = None
+        return self._defaults[cls]
+
+    def _reference_class(self, short_name: str, kind: str, args: tuple, bound: dict[str, Any]) -> type | None:
+        if kind == "classmethod" and args and isinstance(args[0], type):
+            return args[0] if issubclass(args[0], self.BaseModel) else None
+        if kind == "method" and args:
+            owner = type(args[0])
+            return owner if issubclass(owner, self.BaseModel) else None
+        if short_name == "get_model":
+            cls = bound.get("model_cls")
+            return cls if isinstance(cls, type) else None
+        if short_name == "load_checkpoint":
+            model = bound.get("model")
+            return type(model) if model is not None and isinstance(model, self.BaseModel) else None
+        return None
+
+    def _namespace(self, ns: argparse.Namespace, reference: type | None) -> tuple[str, dict[str, str]]:
+        defaults = self.defaults(reference)
+        diff = namespace_diff(ns, defaults)
+        body = ", ".join(f"{k}={v}" for k, v in diff.items())
+        text = f"Namespace({body})" if body else "Namespace(defaults)"
+        if len(text) > _NAMESPACE_CLIP:
+            text = text[: _NAMESPACE_CLIP - 2] + "…)"
+        return text, diff
+
+    def _before(self, func: types.FunctionType, original: types.FunctionType, kind: str, short_name: str,
+                defined_at: str, args: tuple, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        sig = self._signature(original)
+        bound: dict[str, Any] = {}
+        if sig is not None:
+            try:
+                bound = dict(sig.bind_partial(*args, **kwargs).arguments)
+            except TypeError:
+                bound = {}
+        if not bound:
+            bound = {f"arg{i}": v for i, v in enumerate(args)} | dict(kwargs)
+        if kind in ("method", "classmethod") and bound:
+            bound.pop(next(iter(bound)))  # self / cls
+        # **kwargs parameters: show their entries as arguments of their own.
+        if sig is not None:
+            for param in sig.parameters.values():
+                if param.kind is inspect.Parameter.VAR_KEYWORD and param.name in bound:
+                    bound.update(bound.pop(param.name))
+        subject = args[0] if kind in ("method", "classmethod") and args else None
+        owner = None
+        if subject is not None:
+            owner = subject.__name__ if isinstance(subject, type) else type(subject).__name__
+        if short_name == "get_model" and isinstance(bound.get("model_cls"), type):
+            self.ensure_class(bound["model_cls"])
+        if kind == "classmethod" and isinstance(subject, type):
+            self.ensure_class(subject)
+
+        reference = self._reference_class(short_name, kind, args, bound)
+        if reference is not None:
+            self._reference = reference
+        else:
+            reference = self._reference
+        summaries: dict[str, str] = {}
+        namespaces: dict[str, dict[str, str]] = {}
+        state: dict[str, Any] = {"reference": reference}
+        for name, value in bound.items():
+            if isinstance(value, argparse.Namespace):
+                summaries[name], namespaces[name] = self._namespace(value, reference)
+                if short_name in _ARGS_TRANSFORMS and "input" not in state:
+                    state["input"] = dict(vars(value))
+            else:
+                summaries[name] = short(value)
+        data: dict[str, Any] = {"function": short_name, "owner": owner, "model_path": None,
+                                "args": summaries, "defined_at": defined_at}
+        if namespaces:
+            data["namespaces"] = namespaces
+        if reference is not None and namespaces:
+            data["defaults_of"] = reference.__name__
+        if short_name in _MIXIN_METHODS and kind == "method" and args:
+            model = args[0]
+            mixin_name: Any = bound.get("name")
+            data["mixin"] = mixin_name
+            if short_name == "add_mixin":
+                mixin = bound.get("new_mixin")
+            else:
+                mixin = model.mixins[mixin_name] if mixin_name in getattr(model, "mixins", {}) else None
+            data["mixin_class"] = None if mixin is None else type(mixin).__name__
+            data["params_before"] = _count(model)
+            data["hooks_before"] = dict(getattr(model, "hook_origins", {}))
+        return data, state
+
+    def _after(self, record: Record, short_name: str, kind: str, args: tuple, result: Any,
+               state: dict[str, Any]) -> None:
+        data = record.data
+        reference = state["reference"]
+        if isinstance(result, argparse.Namespace):
+            text, diff = self._namespace(result, reference)
+            data["result"] = text
+            if "input" in state:
+                data["changed"] = namespace_diff(result, state["input"])
+        elif short_name == "__init__" and args:
+            data["result"] = describe_model(args[0])
+            data["params"] = _count(args[0])
+        elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], argparse.Namespace):
+            data["result"] = f"({short(result[0])}, Namespace({len(vars(result[1]))} keys))"
+        else:
+            data["result"] = short(result)
+        if short_name in _MIXIN_METHODS and kind == "method" and args:
+            data["params_after"] = _count(args[0])
+            data["hooks_after"] = dict(getattr(args[0], "hook_origins", {}))
+        model = None
+        if short_name == "get_model":
+            model = result
+        elif isinstance(result, tuple) and result and isinstance(result[0], self.BaseModel):
+            model = result[0]
+        elif kind == "method" and args and isinstance(args[0], self.BaseModel):
+            model = args[0]
+        if isinstance(model, self.BaseModel) and short_name in ("get_model", "__init__", "from_pretrained",
+                                                                  "from_pretrained_base", "load_checkpoint"):
+            if short_name != "__init__" or not any(
+                    r is not None and r.category == "construction" and r.data.get("function") == "__init__"
+                    for r in self.rec._stack[:-1]):
+                self.rec.add_model(model)
+        if short_name in ("get_model", "load_checkpoint") or (isinstance(result, tuple) and model is not None):
+            if model is not None:
+                record.subject = weakref.ref(model)
+
+    # -- finishing ----------------------------------------------------------------------
+    def resolve_paths(self, rec: Recorder) -> None:
+        """Fill ``model_path`` (where each subject sits under its root model)."""
+        subjects = [r.subject() for r in rec.records if r.subject is not None]
+        models = [s for s in subjects if isinstance(s, self.BaseModel)]
+        maps: list[dict[int, str]] = []
+        seen: set[int] = set()
+        for model in models:
+            if id(model) in seen:
+                continue
+            seen.add(id(model))
+            maps.append({id(m): p for p, m in model.named_modules(remove_duplicate=False)})
+        # Keep the maps of roots only: a model that appears inside another model's map is nested.
+        root_maps = [m for m in maps if not any(other is not m and next(iter(m)) in other for other in maps)]
+        for record in rec.records:
+            if record.subject is None:
+                continue
+            obj = record.subject()
+            if obj is not None and record.category == "construction":
+                for path_map in root_maps:
+                    if id(obj) in path_map:
+                        record.data["model_path"] = path_map[id(obj)]
+                        break
+            record.subject = None
+
+
+def _count(module: Any) -> int:
+    try:
+        return sum(p.numel() for p in module.parameters())
+    except AttributeError:  # an nn.Module whose __init__ has not run yet
+        return 0
+
+
+def install(recorder: Recorder) -> Callable[[], None]:
+    """Patch SAT's construction API for ``recorder``; returns the undo function."""
+    construction = _Construction(recorder)
+    try:
+        construction.install()
+    except BaseException:
+        construction.patches.undo()
+        raise
+    recorder.finalizers.append(construction.resolve_paths)
+    return construction.patches.undo

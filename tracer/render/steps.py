@@ -1,0 +1,105 @@
+"""The generation steps: one context forward, then one token per step with the KV cache.
+
+Pieces of sampled tokens come from ``meta['token_layout']`` and, for tokens not in the
+prompt, from ``meta['token_pieces']`` (``{"878": "▁dog"}``, filled by ``cogtrace report``).
+
+This is ``filling_sequence`` made visible — the context pass feeds the whole prompt (image
+slots included) and fills ``mems``; each later step feeds one token and the cache grows by
+one position. The table counts the module forwards and SAT hook dispatches under each step,
+which shows how much cheaper a cached step is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..trace import Trace
+from .common import children_index, duration_text, shapes_text
+
+__all__ = ["StepRow", "render_steps", "step_rows"]
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    phase: str
+    tokens_fed: int
+    sequence_length: int  # positions in the sequence after this step's tokens
+    mems: str
+    sampled_token: int | None
+    piece: str
+    modules: int  # module forwards recorded under this step
+    hooks: int  # SAT hook dispatches recorded under this step
+    vision_tokens: int  # tokens routed to the vision experts (from mlp_forward branch facts)
+    duration_ns: int
+
+
+def _piece(token: int | None, vocab: Mapping[int, str]) -> str:
+    return "" if token is None else vocab.get(token, "")
+
+
+def step_rows(trace: Trace) -> list[StepRow]:
+    index = children_index(trace.events)
+    layout = trace.meta.get("token_layout") or {}
+    vocab: dict[int, str] = {}
+    if isinstance(layout, Mapping):
+        for tok, piece in zip(layout.get("tokens") or [], layout.get("pieces") or [], strict=False):
+            vocab.setdefault(int(tok), str(piece))
+    extra = trace.meta.get("token_pieces")
+    if isinstance(extra, Mapping):
+        vocab.update({int(k): str(v) for k, v in extra.items()})
+    rows = []
+    steps = [e for e in trace.of("generation") if e.data.get("phase") != "call"]  # 'call' wraps the steps
+    for i, e in enumerate(sorted(steps, key=lambda e: (e.start_ns, e.id))):
+        counts: Counter[str] = Counter()
+        vision = 0
+        stack = list(index.get(e.id, []))
+        while stack:
+            child = stack.pop()
+            counts[child.category] += 1
+            if child.category == "hook" and child.data.get("hook") == "mlp_forward":
+                vision = max(vision, int((child.data.get("branch") or {}).get("vision_tokens", 0) or 0))
+            stack.extend(index.get(child.id, []))
+        d = e.data
+        token = d.get("sampled_token")
+        piece = _piece(token, vocab)
+        rows.append(StepRow(int(d.get("step", i)), str(d.get("phase", "")), int(d.get("tokens_fed", 0) or 0),
+                            int(d.get("sequence_length", d.get("context_length", 0)) or 0), shapes_text([d.get("mems")]) or "none",
+                            None if token is None else int(token), piece, counts["module"], counts["hook"],
+                            vision, e.duration_ns))
+    return rows
+
+
+def render_steps(trace: Trace, *, width: int = 140, timings: bool = True) -> str:
+    from rich.table import Table
+
+    from .terminal import export_text
+
+    table = Table(title="Generation steps (filling_sequence: a context forward, then one token per step; fed = tokens "
+                        "fed to the model, modules/hooks = calls recorded inside the step)",
+                  title_justify="left", header_style="bold", show_edge=False, box=None, pad_edge=False)
+    columns = ["step", "phase", "fed", "seq len", "KV cache (mems) in", "sampled token",
+               "modules", "hooks", "vision tokens"]
+    if timings:
+        columns.append("time")
+    for name in columns:
+        left = name in ("phase", "KV cache (mems) in", "sampled token")
+        # A sampled piece can be anything (CJK is double width): cut it rather than squeeze the numbers.
+        table.add_column(name, justify="left" if left else "right", no_wrap=True,
+                         max_width=24 if name == "sampled token" else None,
+                         overflow="ellipsis" if name == "sampled token" else "fold",
+                         min_width=None if left else max(len(name), 4 if name != "time" else 9))
+    rows = step_rows(trace)
+    for r in rows:
+        token = "" if r.sampled_token is None else str(r.sampled_token) + (f" {r.piece!r}" if r.piece else "")
+        cells = [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems, token,
+                 str(r.modules), str(r.hooks), str(r.vision_tokens)]
+        if timings:
+            cells.append(duration_text(r.duration_ns))
+        table.add_row(*cells)
+    parts: list[object] = [table if rows else "(no generation events in this trace)"]
+    if trace.meta.get("response") is not None:
+        parts.append(f"response: {trace.meta['response']!r}")
+    return export_text(parts, width=width)

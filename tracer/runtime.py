@@ -1,0 +1,497 @@
+"""Runtime tracing: module forwards, SAT hook dispatches (and who served them), generation steps.
+
+Three mechanisms, each chosen for a reason:
+
+* **Global module hooks** (``torch.nn.modules.module.register_module_forward_pre_hook`` /
+  ``register_module_forward_hook(with_kwargs=True, always_call=True)``): one handle pair,
+  removed in ``finally``. Unlike per-module hooks they also see models built *before* the
+  recording started and modules added during it (a mixin added after the first forward),
+  and leave no state on any model. A module's path comes from the first root it was found
+  under (``named_modules`` of the outermost module called). ``always_call`` closes the
+  event of a forward that raised, with the error.
+* **SAT's hooks dicts**: ``BaseModel.forward`` copies ``model.hooks`` into the shared
+  ``transformer.hooks`` dict and every layer calls ``self.hooks['mlp_forward'](...)``. In
+  the pre-hook of each ``BaseModel`` forward we set ``model.hooks`` to a dict with the
+  same keys whose values record and then call the original; after the forward (also on
+  error) ``model.hooks`` is the original dict again and ``transformer.hooks`` holds the
+  original functions, as after an untraced forward. Same keys means SAT's checks
+  (``'attention_fn' in self.hooks``) see the same thing; the originals (bound methods,
+  ``partial`` chains of ``non_conflict`` hooks) are called untouched. Who served a hook
+  comes from ``model.hook_origins`` ("lora -> model" is served by ``lora``).
+  Default implementations are dispatched by ``sat.model.transformer`` through its module
+  global ``HOOKS_DEFAULT``; we point that global at a dict of recording wrappers for the
+  recording (``base_model.collect_hooks_`` keeps the original dict, so no wrapper can leak
+  into a ``non_conflict`` chain built during the recording).
+* **Generation**: ``filling_sequence`` / ``stream_filling_sequence`` get their code swapped
+  (so ``from sat.generation.autoregressive_sampling import filling_sequence`` done early is
+  caught too); inside them, every forward of the root model is one step.
+
+Weights used by a hook: every module with parameters of its own whose forward runs while
+that hook is the innermost one being dispatched (e.g. ``mixins.mlp.vision_dense_h_to_4h_list.0``
+inside ``mlp_forward`` of layer 0). Parameters used without calling their module (``boi``,
+``F.linear(x, word_embeddings.weight)``) are not seen.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+from .patching import PatchSet
+from .recorder import Record, Recorder
+from .trace import SourceLocation
+from .values import tensor_info, tensor_infos, tensor_kwargs
+
+__all__ = ["install"]
+
+EXPERT_MASK = "vision_expert_mask"
+
+
+@dataclass
+class _Frame:
+    """One module forward in progress."""
+
+    module: torch.nn.Module
+    path: str
+    token: int = -1
+    record: Record | None = None
+    layer_id: int | None = None
+    swapped: dict | None = None  # the model's original hooks dict while ours is installed
+    wrapped: dict | None = None
+    step_token: int = -1
+    step_record: Record | None = None
+    suppressing: bool = False
+    mask_cache: dict[int, tuple[int, int]] | None = None
+
+
+@dataclass
+class _HookFrame:
+    weights: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Generation:
+    """One ``filling_sequence`` run: how many steps so far, the step awaiting its token."""
+
+    steps: int = 0
+    recorded: int = 0
+    context_length: int | None = None
+    previous: Record | None = None
+    sampled: list[int] = field(default_factory=list)
+
+
+def _location(fn: Any) -> SourceLocation | None:
+    """Where a hook or forward is defined (unwraps partials and bound methods)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    return SourceLocation(file=code.co_filename, line=code.co_firstlineno, function=fn.__qualname__)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "meta":
+        return int(value)
+    return None
+
+
+class _Runtime:
+    def __init__(self, recorder: Recorder) -> None:
+        from sat.model.base_model import BaseModel
+        from sat.model.transformer import BaseTransformer
+
+        self.rec = recorder
+        self.BaseModel = BaseModel
+        self.BaseTransformer = BaseTransformer
+        self.want_modules = recorder.wants("module")
+        self.want_hooks = recorder.wants("hook")
+        self.want_steps = recorder.wants("generation")
+        self.paths: dict[int, str] = {}
+        self.weighted: set[int] = set()
+        self.frames: list[_Frame] = []
+        self.hook_frames: list[_HookFrame] = []
+        self.generation: _Generation | None = None
+        self._forward_sources: dict[type, SourceLocation | None] = {}
+        self._hook_sources: dict[int, SourceLocation | None] = {}
+
+    # -- module paths -------------------------------------------------------------------
+    def _learn(self, root: torch.nn.Module) -> None:
+        for path, module in root.named_modules(remove_duplicate=False):
+            key = id(module)
+            if key not in self.paths:
+                self.paths[key] = path
+                if any(p is not None for p in module._parameters.values()):
+                    self.weighted.add(key)
+
+    def _path(self, module: torch.nn.Module) -> str:
+        path = self.paths.get(id(module))
+        if path is not None:
+            return path
+        if not self.frames:  # an outermost call: a new root
+            self._learn(module)
+            if isinstance(module, self.BaseModel):
+                self.rec.add_model(module)
+            return ""
+        self._learn(self.frames[0].module)  # the tree may have grown (a mixin added)
+        path = self.paths.get(id(module))
+        return path if path is not None else f"?{type(module).__name__}"
+
+    def _source(self, module: torch.nn.Module) -> SourceLocation | None:
+        cls = type(module)
+        if cls not in self._forward_sources:
+            self._forward_sources[cls] = _location(cls.forward)
+        return self._forward_sources[cls]
+
+    # -- module hooks -------------------------------------------------------------------
+    def pre(self, module: torch.nn.Module, args: tuple) -> None:
+        rec = self.rec
+        if not rec.recording():
+            return
+        path = self._path(module)
+        frame = _Frame(module, path)
+        parent = self.frames[-1] if self.frames else None
+        layer_id = getattr(module, "layer_id", None)
+        frame.layer_id = layer_id if isinstance(layer_id, int) else (parent.layer_id if parent else None)
+        if isinstance(module, self.BaseModel):
+            if self.generation is not None and not self.frames:
+                self._begin_step(frame)
+            if self.want_hooks and not frame.suppressing:
+                self._swap_hooks(frame)
+            frame.mask_cache = {}
+        elif parent is not None:
+            frame.mask_cache = parent.mask_cache
+        if self.want_modules and not frame.suppressing:
+            name = path if path else type(module).__name__
+            frame.token, frame.record = rec.begin(
+                "module", name, {"path": path, "class_name": type(module).__name__}, self._source(module))
+        if self.hook_frames and id(module) in self.weighted:
+            weights = self.hook_frames[-1].weights
+            if path not in weights:
+                weights.append(path)
+        self.frames.append(frame)
+
+    def post(self, module: torch.nn.Module, args: tuple, *rest: Any) -> None:
+        if not self.frames or self.frames[-1].module is not module or threading.get_ident() != self.rec.thread:
+            return
+        frame = self.frames.pop()
+        if len(rest) == 2:
+            kwargs, result = rest
+            error = None
+        else:  # torch calls always_call hooks as hook(module, args, result) when forward raised
+            kwargs, result = {}, rest[0] if rest else None
+            exc = sys.exc_info()[1]
+            error = "error" if exc is None else f"{type(exc).__name__}: {exc}"
+        if frame.record is not None:
+            data = frame.record.data
+            data["inputs"] = tensor_infos(args)
+            data["outputs"] = tensor_infos(result) if error is None else []
+            data["kwargs"] = tensor_kwargs(kwargs)
+        if frame.token >= 0:
+            self.rec.end(frame.token, error)
+        if frame.wrapped is not None:
+            self._restore_hooks(frame)
+        if frame.step_token >= 0 or frame.suppressing:
+            self._end_step(frame, kwargs, error)
+
+    # -- SAT hooks ----------------------------------------------------------------------
+    def _swap_hooks(self, frame: _Frame) -> None:
+        model = frame.module
+        original = model.__dict__.get("hooks")
+        if not isinstance(original, dict):
+            return
+        origins: dict[str, str] = getattr(model, "hook_origins", {}) or {}
+        wrapped = {name: self._wrap(model, frame.path, name, fn, origins.get(name, "model"))
+                   for name, fn in original.items()}
+        model.__dict__["hooks"] = wrapped
+        frame.swapped, frame.wrapped = original, wrapped
+
+    def _restore_hooks(self, frame: _Frame) -> None:
+        model = frame.module
+        if model.__dict__.get("hooks") is frame.wrapped:
+            model.__dict__["hooks"] = frame.swapped
+        transformer = getattr(model, "transformer", None)
+        shared = getattr(transformer, "hooks", None)
+        assert frame.wrapped is not None and frame.swapped is not None
+        if isinstance(shared, dict) and any(shared.get(k) is v for k, v in frame.wrapped.items()):
+            shared.clear()
+            shared.update(frame.swapped)
+        frame.wrapped = frame.swapped = None
+
+    def _wrap(self, model: Any, model_path: str, name: str, fn: Callable[..., Any],
+              origin: str) -> Callable[..., Any]:
+        served_by = origin.split(" -> ")[0]
+        mixins = getattr(model, "mixins", {})
+        server = mixins[served_by] if served_by in mixins else (model if served_by == "model" else None)
+        static = {"hook": name, "served_by": served_by, "origin": origin,
+                  "mixin_class": None if server is None else type(server).__name__, "model_path": model_path}
+        source = self._hook_source(fn)
+        rec = self.rec
+        dispatch = self._dispatch
+
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            if not rec.recording():
+                return fn(*args, **kwargs)
+            return dispatch(fn, name, static, source, args, args, kwargs)
+
+        return hooked
+
+    def _hook_source(self, fn: Any) -> SourceLocation | None:
+        key = id(getattr(fn, "__func__", fn))
+        if key not in self._hook_sources:
+            self._hook_sources[key] = _location(fn)
+        return self._hook_sources[key]
+
+    def wrap_default(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """A recording stand-in for ``HOOKS_DEFAULT[name]`` (called as ``fn(self, ...)``)."""
+        rec = self.rec
+        source = _location(fn)
+        runtime = self
+
+        def default(*args: Any, **kwargs: Any) -> Any:
+            if not rec.recording():
+                return fn(*args, **kwargs)
+            static = {"hook": name, "served_by": "default", "origin": "default", "mixin_class": None,
+                      "model_path": runtime._model_path()}
+            return runtime._dispatch(fn, name, static, source, args, args[1:], kwargs)
+
+        return default
+
+    def _model_path(self) -> str | None:
+        for frame in reversed(self.frames):
+            if isinstance(frame.module, self.BaseModel):
+                return frame.path
+        return None
+
+    def _dispatch(self, fn: Callable[..., Any], name: str, static: dict[str, Any],
+                  source: SourceLocation | None, args: tuple, shown: tuple, kwargs: dict[str, Any]) -> Any:
+        frame = self.frames[-1] if self.frames else None
+        layer_id = _int_or_none(kwargs.get("layer_id"))
+        if layer_id is None and frame is not None:
+            layer_id = frame.layer_id
+        layer_path = frame.path if frame is not None else None
+        if frame is not None and layer_id is not None and isinstance(frame.module, self.BaseTransformer):
+            layer_path = f"{frame.path}.layers.{layer_id}" if frame.path else f"layers.{layer_id}"
+        data = dict(static)
+        data.update(layer_id=layer_id, layer_path=layer_path)
+        token, record = self.rec.begin("hook", name, data, source)
+        if record is None:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.rec.end(token)
+        hook_frame = _HookFrame()
+        self.hook_frames.append(hook_frame)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            self.hook_frames.pop()
+            data["weights"] = hook_frame.weights
+            self.rec.end(token, f"{type(e).__name__}: {e}")
+            raise
+        self.hook_frames.pop()
+        data["weights"] = hook_frame.weights
+        data["inputs"] = tensor_infos(shown)
+        data["outputs"] = tensor_infos(result)
+        mask = kwargs.get(EXPERT_MASK)
+        if isinstance(mask, torch.Tensor):
+            data["branch"] = self._branch(mask, hook_frame.weights, frame)
+        self.rec.end(token)
+        return result
+
+    def _branch(self, mask: torch.Tensor, weights: list[str], frame: _Frame | None) -> dict[str, Any]:
+        expert = any(part.startswith("vision_") for w in weights for part in w.split("."))
+        out: dict[str, Any] = {"vision_expert": expert, "vision_tokens": None, "language_tokens": None}
+        if mask.device.type == "meta":
+            return out
+        cache = frame.mask_cache if frame is not None and frame.mask_cache is not None else {}
+        counts = cache.get(id(mask))
+        if counts is None:
+            vision = int(mask.bool().sum())
+            counts = cache[id(mask)] = (vision, mask.numel() - vision)
+        out["vision_tokens"], out["language_tokens"] = counts
+        return out
+
+    # -- generation ---------------------------------------------------------------------
+    def _begin_step(self, frame: _Frame) -> None:
+        gen = self.generation
+        assert gen is not None
+        step = gen.steps
+        gen.steps += 1
+        max_steps = self.rec.max_steps
+        if max_steps is not None and step > max_steps:
+            frame.suppressing = True
+            self.rec.suppress += 1
+            return
+        gen.recorded += 1
+        phase = "context" if step == 0 else "step"
+        frame.step_token, frame.step_record = self.rec.begin(
+            "generation", "context" if step == 0 else f"step {step}",
+            {"step": step, "phase": phase, "tokens_fed": None, "context_length": gen.context_length,
+             "sequence_length": None, "mems": None, "sampled_token": None})
+
+    def _end_step(self, frame: _Frame, kwargs: dict[str, Any], error: str | None) -> None:
+        gen = self.generation
+        if frame.suppressing:
+            self.rec.suppress -= 1
+        input_ids = kwargs.get("input_ids")
+        fed = input_ids.shape[1] if isinstance(input_ids, torch.Tensor) and input_ids.dim() >= 2 else None
+        if gen is not None and gen.previous is not None and isinstance(input_ids, torch.Tensor) and fed is not None:
+            token = _int_or_none(input_ids[0, -1])
+            gen.previous.data["sampled_token"] = token
+            if token is not None:
+                gen.sampled.append(token)
+            gen.previous = None
+        if frame.step_token >= 0:
+            self.rec.end(frame.step_token, error)
+        record = frame.step_record
+        if record is None or gen is None:
+            return
+        mems = kwargs.get("mems")
+        cached = mems.shape[2] if isinstance(mems, torch.Tensor) and mems.dim() >= 3 else 0
+        if record.data["step"] == 0 and fed is not None:
+            gen.context_length = cached + fed
+        record.data.update(tokens_fed=fed, context_length=gen.context_length,
+                           sequence_length=None if fed is None else cached + fed,
+                           mems=tensor_info(mems) if isinstance(mems, torch.Tensor) else None)
+        gen.previous = record
+
+    def _finish_generation(self, gen: _Generation, tokens: Any) -> None:
+        """The last step's sampled token is the last token of the returned sequence."""
+        if gen.previous is not None and isinstance(tokens, torch.Tensor) and tokens.dim() == 2:
+            token = _int_or_none(tokens[0, -1])
+            gen.previous.data["sampled_token"] = token
+            if token is not None:
+                gen.sampled.append(token)
+            gen.previous = None
+
+    def wrap_filling(self, original: types.FunctionType) -> Callable[..., Any]:
+        runtime = self
+        rec = self.rec
+
+        def filling_sequence(*args: Any, **kwargs: Any) -> Any:
+            if not rec.recording():
+                return original(*args, **kwargs)
+            gen, outer = _Generation(), runtime.generation
+            runtime.generation = gen
+            strategy = kwargs.get("strategy", args[3] if len(args) > 3 else None)
+            token, record = rec.begin("generation", "filling_sequence", {
+                "function": original.__name__, "phase": "call",
+                "strategy": None if strategy is None else type(strategy).__name__},
+                SourceLocation(*_caller(sys._getframe(2))))
+            error = None
+            try:
+                result = original(*args, **kwargs)
+                runtime._finish_generation(gen, result[0] if isinstance(result, tuple) and result else None)
+                return result
+            except BaseException as e:
+                error = f"{type(e).__name__}: {e}"
+                raise
+            finally:
+                runtime.generation = outer
+                if record is not None:
+                    record.data.update(steps=gen.steps, recorded_steps=gen.recorded,
+                                       context_length=gen.context_length, sampled_tokens=gen.sampled)
+                rec.end(token, error)
+
+        return filling_sequence
+
+    def wrap_stream(self, original: types.FunctionType) -> Callable[..., Any]:
+        runtime = self
+
+        def stream_filling_sequence(*args: Any, **kwargs: Any) -> Any:
+            inner = original(*args, **kwargs)
+            if not runtime.rec.recording():
+                return inner
+            return runtime._drive(inner)
+
+        return stream_filling_sequence
+
+    def _drive(self, inner: Iterator[Any]) -> Iterator[Any]:
+        """Run a streaming generator with its steps recorded (no enclosing event: the
+        caller's code runs between yields)."""
+        gen = _Generation()
+        try:
+            while True:
+                outer, self.generation = self.generation, gen
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    return
+                finally:
+                    self.generation = outer
+                self._finish_generation(gen, item[0] if isinstance(item, tuple) and item else None)
+                yield item
+        finally:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+
+    # -- teardown -----------------------------------------------------------------------
+    def unwind(self) -> None:
+        """After an interrupt mid-forward: put back every hooks dict still swapped."""
+        while self.frames:
+            frame = self.frames.pop()
+            if frame.wrapped is not None:
+                self._restore_hooks(frame)
+            if frame.suppressing:
+                self.rec.suppress -= 1
+        self.hook_frames.clear()
+        self.generation = None
+
+
+def _caller(frame: types.FrameType) -> tuple[str, int, str]:
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
+
+
+def install(recorder: Recorder) -> Callable[[], None]:
+    """Start runtime tracing for ``recorder``; returns the function that stops it."""
+    import sat.generation.autoregressive_sampling as sampling
+    import sat.model.transformer as sat_transformer
+
+    runtime = _Runtime(recorder)
+    patches = PatchSet()
+    handles: list[Any] = []
+
+    def uninstall() -> None:
+        try:
+            while handles:
+                handles.pop().remove()
+        finally:
+            try:
+                runtime.unwind()
+            finally:
+                patches.undo()
+
+    try:
+        if runtime.want_hooks:
+            defaults = {name: runtime.wrap_default(name, fn) for name, fn in sat_transformer.HOOKS_DEFAULT.items()}
+            patches.set_attr(sat_transformer, "HOOKS_DEFAULT", defaults)
+        patches.swap_code(sampling.filling_sequence, runtime.wrap_filling)
+        patches.swap_code(sampling.stream_filling_sequence, runtime.wrap_stream)
+        handles.append(register_module_forward_pre_hook(runtime.pre))
+        handles.append(register_module_forward_hook(runtime.post, with_kwargs=True, always_call=True))
+    except BaseException:
+        uninstall()
+        raise
+    return uninstall
+
+
+def runtime_functions() -> list[types.FunctionType]:
+    """Functions whose code the runtime swaps (what leak tests check)."""
+    import sat.generation.autoregressive_sampling as sampling
+
+    return [sampling.filling_sequence, sampling.stream_filling_sequence]

@@ -1,0 +1,126 @@
+"""Turn live Python values (tensors, Namespaces, models) into short, stable JSON facts.
+
+A trace must be identical for identical input apart from timings and ids, so summaries
+never contain memory addresses or object ids; and it must be cheap, so a tensor becomes its
+shape, dtype and device only — the values are never read (reading would also fail on the
+meta device and cost a device sync on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = [
+    "describe_model",
+    "namespace_diff",
+    "short",
+    "tensor_info",
+    "tensor_infos",
+    "tensor_kwargs",
+]
+
+MAX_SHORT = 160
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_DTYPES: dict[torch.dtype, str] = {}
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    name = _DTYPES.get(dtype)
+    if name is None:
+        name = _DTYPES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+def tensor_info(t: torch.Tensor) -> dict[str, Any]:
+    """The JSON form of :class:`tracer.trace.TensorInfo` (built directly: this runs per call)."""
+    return {"shape": list(t.shape), "dtype": _dtype(t.dtype), "device": t.device.type}
+
+
+def tensor_infos(values: Any) -> list[dict[str, Any] | None]:
+    """One entry per positional value (or per element of a returned tuple/list): its
+    TensorInfo JSON, or None for anything that is not a tensor."""
+    if isinstance(values, torch.Tensor):
+        return [tensor_info(values)]
+    if isinstance(values, (tuple, list)):
+        return [tensor_info(v) if isinstance(v, torch.Tensor) else None for v in values]
+    return [None]
+
+
+def tensor_kwargs(kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{name: TensorInfo JSON} for the tensor-valued keyword arguments only."""
+    return {k: tensor_info(v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+
+
+def _clip(text: str, limit: int = MAX_SHORT) -> str:
+    text = _ADDRESS.sub("", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe_model(module: torch.nn.Module) -> str:
+    """'CogVLMModel(644,000 params, cpu, float32)' — no repr of the whole module tree."""
+    first = next(module.parameters(), None)
+    where = "" if first is None else f", {first.device.type}, {_dtype(first.dtype)}"
+    return f"{type(module).__name__}({_count(module):,} params{where})"
+
+
+def short(value: Any, limit: int = MAX_SHORT) -> str:
+    """A one-line summary of any argument or return value, stable across runs."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return _clip(repr(value), limit)
+    if isinstance(value, torch.Tensor):
+        return f"Tensor[{', '.join(map(str, value.shape))}] {_dtype(value.dtype)} {value.device.type}"
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, torch.device):
+        return repr(str(value))
+    if isinstance(value, torch.nn.Module):
+        from sat.model.base_model import BaseMixin, BaseModel  # lazily: values.py stays importable alone
+
+        if isinstance(value, (BaseModel, BaseMixin)):
+            return describe_model(value)
+        return type(value).__name__
+    if isinstance(value, argparse.Namespace):
+        return f"Namespace({len(vars(value))} keys)"
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(short(v, 60) for v in value[:4])
+        more = ", …" if len(value) > 4 else ""
+        text = f"({inner}{more})" if isinstance(value, tuple) else f"[{inner}{more}]"
+        return _clip(text, limit)
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}: {short(v, 40)}" for k, v in list(value.items())[:6])
+        more = ", …" if len(value) > 6 else ""
+        return _clip("{" + inner + more + "}", limit)
+    if callable(value):
+        name = getattr(value, "__qualname__", None) or type(value).__name__
+        return f"<{name}>"
+    return _clip(f"<{type(value).__name__}>", limit)
+
+
+def namespace_diff(ns: argparse.Namespace | Mapping[str, Any],
+                   reference: Mapping[str, Any] | None) -> dict[str, str]:
+    """{key: short value} for the keys of ``ns`` that are absent from or differ from
+    ``reference`` (all keys when there is no reference), in ``ns``'s own order."""
+    items = vars(ns) if isinstance(ns, argparse.Namespace) else ns
+    out: dict[str, str] = {}
+    for key, value in items.items():
+        if reference is not None and key in reference:
+            try:
+                if reference[key] == value:
+                    continue
+            except Exception:  # noqa: BLE001 - values that cannot be compared count as different
+                pass
+        out[key] = short(value, 80)
+    return out
