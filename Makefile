@@ -7,12 +7,13 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 OUT     ?= out
 
-.PHONY: setup report test lint bench clean
+.PHONY: setup report test lint bench bench-quick clean docs walkthroughs
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/ensure_graphviz.sh
+$(STAMP): pyproject.toml scripts/ensure_graphviz.sh scripts/ensure_chromium.sh
 	bash scripts/ensure_graphviz.sh
+	bash scripts/ensure_chromium.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The pin takes the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
@@ -21,12 +22,39 @@ $(STAMP): pyproject.toml scripts/ensure_graphviz.sh
 	touch $(STAMP)
 
 report: $(STAMP)
-	$(BIN)/cogtrace build tracer/cogvlm/configs/tiny/cogvlm-grounding-generalist --device cpu
+	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-generalist -o $(OUT)
 
 test: $(STAMP)
-	$(BIN)/ruff check tracer tests
+	$(BIN)/ruff check tracer tests walkthroughs scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Regenerate docs/diagrams/ (a traced tiny run and the full-size model on meta) and
+# docs/breakpoints.md (SAT file:line from the installed SAT). Commit the result.
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_docs.py
+	$(BIN)/python scripts/gen_breakpoints.py
+
+# The article, step by step (Enter between steps). `make walkthroughs WALK="--lang zh --no-pause"`.
+WALK ?=
+walkthroughs: $(STAMP)
+	$(BIN)/python walkthroughs/run_all.py $(WALK)
+
+# Benchmarks (bench/, issue 7): `make bench` measures everything and rewrites docs/benchmarks.md
+# and docs/benchmarks-scaling.png (about 10-15 min on 2 cores); `make bench-quick` is a smoke run
+# that writes out/bench-quick/. The peers (torchview, torchlens, viztracer) and the profiler come
+# from the `bench` extra, installed here with the same CPU torch pin.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]' $(TORCH)
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench
+
+bench-quick: $(BENCH_STAMP)
+	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) $(OUT)

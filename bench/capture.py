@@ -15,7 +15,6 @@ documentation. The questions, the same for every tool:
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -122,19 +121,22 @@ def count_torchlens(csv_text: str) -> Capture:
     reader = csv.DictReader(io.StringIO(csv_text))
     ops = 0
     modules: set[str] = set()
+    calls: set[str] = set()
     in_mixins = 0
     hook_rows = 0
     construction_rows = 0
     for row in reader:
         ops += 1
-        module = (row.get("module") or "").split(":")[0]
+        call = row.get("module") or ""  # 'path:pass', the innermost module the operation ran in
+        module = call.split(":")[0]
         if module:
+            calls.add(call)
             modules.add(module)
             in_mixins += module.startswith("mixins.") and ".vit_model." not in module
         text = " ".join(v for v in row.values() if isinstance(v, str))
         hook_rows += bool(_HOOK_WORD.search(text))
         construction_rows += bool(_CONSTRUCTION_WORD.search(text))
-    cap = Capture(module_entries=len(modules), module_paths=len(module_paths(csv_text)),
+    cap = Capture(module_entries=len(calls), module_paths=len(module_paths(" ".join(modules))),
                   hook_dispatches=hook_rows, construction_calls=construction_rows)
     cap.notes.append(f"{ops} tensor operations; {in_mixins} ran in modules under `mixins.*` outside the vision "
                      f"tower (weights' owner named, not the hook or the layer served)")
@@ -154,8 +156,10 @@ def count_viztracer(data: Mapping[str, Any], mixin_classes: Iterable[str]) -> Ca
     events = [e for e in data.get("traceEvents", []) if e.get("ph") == "X"]
     mixins = set(mixin_classes)
     module_calls = hooks = with_mixin = construction = 0
+    names = []
     for e in events:
         qual = _qualname(str(e.get("name", "")))
+        names.append(qual)
         owner, _, func = qual.rpartition(".")
         if qual == "Module._call_impl":
             module_calls += 1
@@ -164,11 +168,13 @@ def count_viztracer(data: Mapping[str, Any], mixin_classes: Iterable[str]) -> Ca
             with_mixin += owner in mixins
         if func in CONSTRUCTION_NAMES:
             construction += 1
-    cap = Capture(module_entries=module_calls, module_paths=len(module_paths(json.dumps(data))),
+    # Paths are looked for in the events only: viztracer also embeds the source files it saw.
+    cap = Capture(module_entries=module_calls, module_paths=len(module_paths(" ".join(names))),
                   hook_dispatches=hooks, hooks_with_mixin=with_mixin, construction_calls=construction)
     cap.notes.append(f"{len(events):,} call events; module calls are anonymous `Module._call_impl` frames; "
-                     "a hook's mixin appears only as the class in the function's qualified name, "
-                     "without the mixin's key, the layer or the weights used")
+                     "hook dispatches are calls of functions named like SAT hooks (direct calls of a "
+                     "`*_default` from a mixin count too); a hook's mixin appears only as the class in the "
+                     "function's qualified name, without the mixin's key, the layer or the weights used")
     return cap
 
 

@@ -37,6 +37,7 @@ def _one_run(mode: str, config: str, new_tokens: int, out_dir: Path) -> dict[str
     from .workload import chat_turn, load_pipeline
 
     gc.collect()
+    cpu_start = time.process_time()
     start = time.perf_counter()
     with tracing(mode, out_dir if mode != "untraced" else None):
         p = load_pipeline(config)
@@ -44,7 +45,7 @@ def _one_run(mode: str, config: str, new_tokens: int, out_dir: Path) -> dict[str
         ids = chat_turn(p, new_tokens)
         chatted = time.perf_counter()
     end = time.perf_counter()
-    run: dict[str, Any] = {"mode": mode, "total": end - start, "build": built - start, "chat": chatted - built,
+    run: dict[str, Any] = {"mode": mode, "total": end - start, "cpu": time.process_time() - cpu_start, "build": built - start, "chat": chatted - built,
                            "write": end - chatted, "ids": ids}
     if mode != "untraced":
         run["trace"] = trace_stats(out_dir)
@@ -117,6 +118,7 @@ def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
         mine = [r for r in runs if r["mode"] == mode]
         total = summarise([r["total"] for r in mine])
         ratio = summarise(_ratios(all_rounds, mode, "total")) if mode != "untraced" else None
+        cpu_ratio = summarise(_ratios(all_rounds, mode, "cpu")) if mode != "untraced" else None
         size = mine[-1].get("trace", {})
         rows.append((
             mode, seconds(total.median, 3), total.spread("{:.3f}"),
@@ -125,16 +127,20 @@ def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
             seconds(summarise([r["write"] for r in mine]).median, 3),
             "1.00×" if ratio is None else f"{ratio.median:.3f}×",
             "—" if ratio is None else ratio.spread("{:.3f}"),
+            "1.00×" if cpu_ratio is None else f"{cpu_ratio.median:.3f}×",
             "—" if not size else f"{size.get('bytes', 0) / 1e6:.2f} MB / {size.get('events', 0):,}",
         ))
     section.tables.append(Table(
         "Tiny pipeline, medians over all rounds",
         ("mode", "total", "total spread", "load", "chat turn", "trace write", "× untraced (median of rounds)",
-         "ratio spread", "trace files / events"),
+         "ratio spread", "CPU time × untraced", "trace files / events"),
         tuple(rows),
         notes=(f"{len(all_rounds)} rounds in {sessions} session(s); 'load' = `load_model` + processors, "
                "'trace write' = time between the end of the turn and the end of the `with` block "
-               "(building the trace and writing `trace.json` + `trace.chrome.json`).",),
+               "(building the trace and writing `trace.json` + `trace.chrome.json`). Targets are judged on "
+               "wall time; 'CPU time' (the process's user + system time, all threads) is shown because it "
+               "moves less when other jobs share the machine, but torch's two threads make it understate "
+               "a single-threaded overhead such as tracing.",),
     ))
     outputs = {tuple(r["ids"]) for r in runs}
     tokens = len(runs[0]["ids"])
@@ -152,8 +158,9 @@ def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
     section.targets += [
         Target("construction tracing overhead (pipeline)", "< 5 % extra",
                f"{(con.median - 1) * 100:+.1f} % (median of {con.n} rounds; {con.spread('{:.3f}')})",
-               con.median - 1 < 0.05),
+               con.median - 1 < 0.05, profile="construction"),
         Target("full runtime tracing (pipeline)", "≤ 1.5× untraced",
-               f"{full.median:.3f}× (median of {full.n} rounds; {full.spread('{:.3f}')})", full.median <= 1.5),
+               f"{full.median:.3f}× (median of {full.n} rounds; {full.spread('{:.3f}')})", full.median <= 1.5,
+               profile="runtime"),
     ]
     return section

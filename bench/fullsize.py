@@ -7,8 +7,6 @@ process's high-water mark (``VmHWM``), i.e. everything the command needed, impor
 
 from __future__ import annotations
 
-import importlib
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,14 +14,12 @@ from typing import Any
 
 from .results import Section, Table, Target, mib, seconds
 from .stats import summarise
-from .worker import run_command, run_task
+from .worker import run_task
 
-__all__ = ["SHAPE_COMMANDS", "measure", "meta_build"]
+__all__ = ["measure", "meta_build", "shape_trace"]
 
 FULL = "full/cogvlm-grounding-generalist"
 ARTICLE = "article/cogvlm-grounding-generalist"
-# Names the full-width shape trace command may have in `cogtrace` (issue 4, item 3).
-SHAPE_COMMANDS = ("shapes", "shape-trace", "trace-shapes")
 
 BUILD_SECONDS_GOAL = 10.0
 BUILD_RSS_GOAL_MIB = 1.5 * 1024
@@ -46,13 +42,6 @@ def meta_build(config: str, traced: bool = False, out_dir: str | None = None) ->
     if traced and out_dir:
         value["trace"] = trace_stats(out_dir)
     return value
-
-
-def _shape_command() -> str | None:
-    """The CLI name of the full-width shape trace, if this checkout has one."""
-    cli = importlib.import_module("tracer.cli")
-    commands = getattr(cli, "COMMANDS", {})
-    return next((name for name in SHAPE_COMMANDS if name in commands), None)
 
 
 def _build_rows(config: str, repeats: int, env: dict[str, str], traced: bool, tmp: Path,
@@ -82,30 +71,40 @@ def _build_rows(config: str, repeats: int, env: dict[str, str], traced: bool, tm
     return row, {"wall": wall, "build": build, "rss": rss, "parameters": value["parameters"]}
 
 
-def _shape_trace(repeats: int, env: dict[str, str], tmp: Path) -> tuple[tuple[str, ...] | None, Target]:
-    name = _shape_command()
+def shape_trace(config: str, out_dir: str) -> dict[str, Any]:
+    """Worker task: the full-width shape trace (:func:`tracer.shapes.record_shapes`) of ``config``."""
+    start = time.perf_counter()
+    from tracer.shapes import record_shapes
+
+    from .tracing import trace_stats
+
+    imported = time.perf_counter()
+    run = record_shapes(config, out_dir=out_dir)
+    done = time.perf_counter()
+    return {"import": imported - start, "seconds": done - imported, "logits": list(run.logits_shape),
+            "trace": trace_stats(out_dir)}
+
+
+def _shape_rows(config: str, repeats: int, env: dict[str, str], tmp: Path) -> tuple[tuple[str, ...], Target]:
+    label = f"full-width shape trace `configs/{config}`"
     goal = f"< {SHAPES_RSS_GOAL_MIB / 1024:.0f} GB peak RSS"
-    if name is None:
-        return None, Target("full-width shape trace peak RSS", goal,
-                            f"no shape-trace command in `cogtrace` yet (looked for {', '.join(SHAPE_COMMANDS)})", None)
-    runs = []
-    for i in range(repeats):
-        out = tmp / f"shapes-{i}"
-        runs.append(run_command([sys.executable, "-m", "tracer.cli", name, f"configs/{ARTICLE}", "-o", str(out)],
-                                env=env, timeout=900))
+    name = f"full-width shape trace, {config.split('/')[0]}"
+    runs = [run_task("bench.fullsize:shape_trace", {"config": config, "out_dir": str(tmp / f"shapes-{config}-{i}")},
+                     env=env, timeout=900) for i in range(repeats)]
     good = [r for r in runs if r.ok]
     if not good:
-        reason = (runs[-1].stderr.strip().splitlines() or ["no output"])[-1]
-        return (f"`cogtrace {name}` (article variant)", "failed", "—", "—", seconds(runs[-1].seconds),
-                seconds(runs[-1].cpu_seconds), mib(runs[-1].peak_rss_mb), reason), Target("full-width shape trace peak RSS", goal, reason, None)
+        reason = (runs[-1].error or "failed").strip().splitlines()[-1]
+        return (label, "failed", "—", "—", seconds(runs[-1].seconds), seconds(runs[-1].cpu_seconds),
+                mib(runs[-1].peak_rss_mb), reason), Target(name, goal, reason, None)
     wall = summarise([r.seconds for r in good])
-    rss = max(r.peak_rss_mb for r in good)
-    files = sum(p.stat().st_size for p in (tmp / f"shapes-{repeats - 1}").rglob("*") if p.is_file())
     cpu = summarise([r.cpu_seconds for r in good])
-    row = (f"`cogtrace {name} configs/{ARTICLE}`", "—", "—", "—", seconds(wall.median), seconds(cpu.median), mib(rss),
-           f"{files / 1e6:.1f} MB written")
-    return row, Target("full-width shape trace peak RSS", goal, f"{mib(rss)} (max of {len(good)} runs)",
-                       rss < SHAPES_RSS_GOAL_MIB)
+    work = summarise([r.value["seconds"] for r in good])
+    imp = summarise([r.value["import"] for r in good])
+    rss = max(r.peak_rss_mb for r in good)
+    size = good[-1].value["trace"]
+    row = (label, "—", seconds(work.median), seconds(imp.median), seconds(wall.median), seconds(cpu.median), mib(rss),
+           f"{size['bytes'] / 1e6:.1f} MB / {size['events']:,} events; logits {good[-1].value['logits']}")
+    return row, Target(name, goal, f"{mib(rss)} (max of {len(good)} runs)", rss < SHAPES_RSS_GOAL_MIB)
 
 
 def measure(*, quick: bool, env: dict[str, str]) -> Section:
@@ -125,12 +124,14 @@ def measure(*, quick: bool, env: dict[str, str]) -> Section:
         art_row, art = _build_rows(ARTICLE, repeats, env, False, tmp, f"meta build `configs/{ARTICLE}`")
         traced_row, _ = _build_rows(FULL, repeats, env, True, tmp, f"meta build `configs/{FULL}`, traced")
         rows += [full_row, art_row, traced_row]
-        shape_row, shape_target = _shape_trace(repeats, env, tmp)
-        if shape_row:
+        shape_targets = []
+        for config in (ARTICLE, FULL):
+            shape_row, shape_target = _shape_rows(config, repeats, env, tmp)
             rows.append(shape_row)
+            shape_targets.append(shape_target)
     section.seconds = time.perf_counter() - started
     section.tables.append(Table("Full-size builds and traces",
-                                ("what", "parameters", "build", "imports", "process wall", "process CPU", "peak RSS", "trace"),
+                                ("what", "parameters", "build / trace", "imports", "process wall", "process CPU", "peak RSS", "trace"),
                                 tuple(rows)))
     for label, res in (("full (17.6B)", full), ("article variant (5.5B)", art)):
         if "error" in res:
@@ -142,7 +143,8 @@ def measure(*, quick: bool, env: dict[str, str]) -> Section:
         section.targets.append(Target(
             f"meta build {label}", "< 10 s and < 1.5 GB",
             f"{res['build'].median:.2f} s in `build_model` ({res['wall'].median:.2f} s whole process, "
-            f"imports included), {mib(res['rss'])} peak RSS", ok))
-    section.targets.append(shape_target)
+            f"imports included), {mib(res['rss'])} peak RSS", ok,
+            profile="meta-build" if res["build"].median >= BUILD_SECONDS_GOAL else None))
+    section.targets += shape_targets
     return section
 

@@ -4,8 +4,7 @@ Each tool runs in its own fresh process (torchlens wraps torch's functions for g
 viztracer installs a profiler), on the same tiny CogVLM and the same input: the context
 forward of the chat turn of section 1 (text processor + image processor output, 1256
 tokens of which 1225 are image slots), under ``torch.no_grad()`` as ``chat()`` runs it.
-In that process the untraced forward is timed first (one warm-up, then five runs), then
-the tool. Tools that can wrap construction (viztracer, ours) also run on *load + forward*.
+In that process, after a warm-up, tool runs alternate with untraced runs. Tools that can wrap construction (viztracer, ours) also run on *load + forward*.
 On the full-size model built on the meta device, the tools that accept a ``device``
 argument (torchinfo, torchview) are tried as their documentation suggests.
 
@@ -16,6 +15,7 @@ viztracer's defaults. Outputs are written to files and counted by :mod:`bench.ca
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import tempfile
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import Capture, count_ours, count_torchinfo, count_torchlens, count_torchview, count_viztracer
-from .results import Section, Table
+from .results import Section, Table, doc_paragraphs
 from .worker import run_task
 
 __all__ = ["PEER_RUNS", "measure", "peer_meta", "peer_tiny"]
@@ -50,7 +50,6 @@ PEER_RUNS = (
     PeerRun("cogvlm-tracer", "load + forward", "cogvlm-tracer (tracer.trace)"),
 )
 META_RUNS = ("plain", "torchinfo", "torchinfo-static", "torchview")
-BASELINE_RUNS = 5
 
 
 def _mixin_classes() -> list[str]:
@@ -99,8 +98,10 @@ def _torchview(model: Any, inputs: dict[str, Any], out: Path, *, device: str | N
 
 def _torchlens(model: Any, inputs: dict[str, Any], out: Path) -> list[Path]:
     import torchlens
+    from torchlens.options import CaptureOptions
 
-    log = torchlens.trace(model, input_kwargs=inputs, save=None)
+    # unwrap_when_done restores torch's functions, so the untraced runs between repeats are clean.
+    log = torchlens.trace(model, input_kwargs=inputs, save=None, capture=CaptureOptions(unwrap_when_done=True))
     table, summary = out / "ops.csv", out / "summary.txt"
     log.to_pandas().to_csv(table)
     summary.write_text(str(log), encoding="utf-8")
@@ -172,13 +173,6 @@ def peer_tiny(peer: str, scope: str, config: str, repeats: int, out_dir: str) ->
             return q.model(**context_inputs(q))
 
     work = forward if scope == "forward" else load_and_forward
-    work()  # warm-up
-    base = []
-    for _ in range(BASELINE_RUNS):
-        start = time.perf_counter()
-        work()
-        base.append(time.perf_counter() - start)
-
     runners: dict[str, Callable[[Path], list[Path]]] = {
         "torchinfo": lambda out: _torchinfo(p.model, inputs, out),
         "torchinfo-kwargs": lambda out: _torchinfo(p.model, inputs, out, none_as_kwargs=True),
@@ -187,16 +181,32 @@ def peer_tiny(peer: str, scope: str, config: str, repeats: int, out_dir: str) ->
         "viztracer": lambda out: _viztracer(work, out),
         "cogvlm-tracer": lambda out: _ours(work, out),
     }
-    times, files = [], []
+
+    def untraced() -> float:
+        gc.collect()
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+    # Interleaved: untraced, tool, untraced, tool, ..., untraced. Each tool run is compared
+    # with the mean of the untraced runs just before and after it.
+    work()  # warm-up
+    base = [untraced()]
+    times: list[float] = []
+    files: list[Path] = []
     for i in range(repeats):
         out = Path(out_dir) / f"run{i}"
         out.mkdir(parents=True, exist_ok=True)
+        gc.collect()
         start = time.perf_counter()
         with torch.no_grad():
             files = runners[peer](out)
         times.append(time.perf_counter() - start)
+        base.append(untraced())
+    ratios = [t / ((base[i] + base[i + 1]) / 2) for i, t in enumerate(times)]
     capture = _count(peer, files, _mixin_classes(), parameters)
     return {"baseline": statistics.median(base), "times": times, "median": statistics.median(times),
+            "ratio": statistics.median(ratios),
             "bytes": sum(f.stat().st_size for f in files), "files": [f.name for f in files],
             "capture": capture.to_json()}
 
@@ -204,6 +214,7 @@ def peer_tiny(peer: str, scope: str, config: str, repeats: int, out_dir: str) ->
 def peer_meta(peer: str, out_dir: str) -> dict[str, Any]:
     """Worker task: ``peer`` on the full-size model built on meta, with meta inputs."""
     import torch
+
     from tracer.cogvlm.build import build_model
 
     from .workload import DEFAULT_CONFIG, context_inputs, load_pipeline
@@ -248,9 +259,10 @@ def _first_line(error: str) -> str:
 def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
     repeats = 1 if quick else 3
     section = Section("peers", "Peers on the same model and input",
-                      " ".join((__doc__ or "").split("\n\n")[1].split()) +
-                      f" Times: median of {repeats} run(s) of the tool ÷ median of {BASELINE_RUNS} untraced runs "
-                      "in the same process. " + " ".join((__doc__ or "").split("\n\n")[2].split()))
+                      doc_paragraphs(__doc__, 1) +
+                      f" Times: {repeats} run(s) of the tool interleaved with untraced runs in the same process; "
+                      "each tool run is divided by the mean of the untraced runs just before and after it, and "
+                      "the median ratio is shown. " + doc_paragraphs(__doc__, 2))
     started = time.perf_counter()
     rows = []
     notes = []
@@ -265,7 +277,7 @@ def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
                 continue
             v = res.value
             cap = v["capture"]
-            ratio = v["median"] / v["baseline"] if v["baseline"] > 0 else float("nan")
+            ratio = v["ratio"]
             rows.append((run.label, run.scope, "ok", f"{ratio:.1f}× ({v['median']:.2f} s)",
                          f"{v['bytes'] / 1e6:.2f} MB ({', '.join(v['files'])})",
                          f"{cap['module_entries']:,}", f"{cap['module_paths']:,}", f"{cap['hook_dispatches']:,}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Section", "Table", "Target", "mib", "seconds"]
+__all__ = ["Section", "Table", "Target", "doc_paragraphs", "mib", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Target:
     goal: str
     measured: str
     met: bool | None
+    profile: str | None = None  # the bench.profile workload that explains a miss, if any
 
     @property
     def verdict(self) -> str:
@@ -55,3 +56,10 @@ def seconds(value: float | None, digits: int = 2) -> str:
 
 def mib(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} MiB"
+
+
+def doc_paragraphs(doc: str | None, *indexes: int) -> str:
+    """Paragraphs of a module docstring joined into one line each, so a section's Markdown
+    intro and its module's docstring are the same text."""
+    paragraphs = (doc or "").split("\n\n")
+    return " ".join(" ".join(paragraphs[i].split()) for i in indexes if i < len(paragraphs))

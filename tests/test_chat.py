@@ -28,6 +28,16 @@ SAMPLE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets"
 NEW_TOKENS = 8
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: generation feeds one token per step, too little work to split, and
+    on a busy 2-core machine two spinning threads made these tests 4x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tracer.cogvlm.checkpoint import load_model
@@ -154,6 +164,8 @@ def test_chat_refuses_bad_input(model: Any, image: Image.Image) -> None:
         chat(image, model, processor, ip, "Hi", options=SamplingOptions(max_length=1000))
     with pytest.raises(UserError, match="--top-p 2.0"):
         chat(image, model, processor, ip, "Hi", options=SamplingOptions(top_p=2.0))
+    with pytest.raises(UserError, match="empty query"):
+        stream_chat(image, model, processor, ip, "")  # at the call, before any next()
     bare = type("Bare", (), {"mixins": {}})()
     with pytest.raises(ValueError, match="add_autoregressive_mixin"):
         chat(image, bare, processor, ip, "Hi")  # type: ignore[arg-type]
@@ -198,9 +210,9 @@ def test_cli_stream_gives_the_same_answer(tmp_path: Path, capsys: pytest.Capture
 
 def test_cli_interactive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "output.png"
-    # default image; an empty query (error, loop goes on); a question; clear; a bad image path
-    # (error, asked again); the sample again; a question; stop
-    script = f"\n\nWhat is red?\nclear\n{tmp_path / 'nope.png'}\n{SAMPLE}\nAnd blue?\nstop\n"
+    # Enter (default image); an empty query (error, the loop goes on); a question; clear; a bad
+    # image path (error, asked again); the sample; a question; then end of input (Ctrl-D).
+    script = f"\n\nWhat is red?\nclear\n{tmp_path / 'nope.png'}\n{SAMPLE}\nAnd blue?\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert main(_cli(out=out)) == 0
     stdout = capsys.readouterr().out
@@ -209,11 +221,30 @@ def test_cli_interactive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert out.is_file()
 
 
-def test_cli_interactive_end_of_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\nWhat is red?\n"))  # then EOF
+def test_cli_with_a_transformers_tokenizer_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tokenizer DIR takes the vicuna path (transformers' LlamaTokenizer); the tiny model stands in."""
+    import json
+    import shutil
+
+    from tracer.cogvlm.tokenizer import TINY_TOKENIZER
+
+    pytest.importorskip("transformers", reason="transformers is needed for tokenizer directories")
+    folder = tmp_path / "vicuna-like"
+    folder.mkdir()
+    shutil.copy(TINY_TOKENIZER, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    out = tmp_path / "output.png"
+    assert main(_cli("--query", "Where is the blue circle?", "--tokenizer", str(folder), out=out)) == 0
+    assert "Model: Where is the blue circle?" in capsys.readouterr().out  # base: text after the last <unk>
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("script", ["stop\n", "\nstop\n"])
+def test_cli_interactive_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                              script: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))  # at the image prompt, or at the first question
     assert main(_cli(out=tmp_path / "output.png")) == 0
-    assert capsys.readouterr().out.count("Model: ") == 1
+    assert "Model: " not in capsys.readouterr().out
 
 
 def _png_header_only(width: int, height: int) -> bytes:

@@ -245,6 +245,15 @@ def test_stale_temporary_folders_are_swept(tmp_path: Path, monkeypatch: pytest.M
     assert not stale.exists() and fresh.exists()  # a live generation elsewhere is left alone
 
 
+def test_unwritable_cache_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("COGTRACE_CACHE", str(tmp_path / "file" / "cache"))  # under a file: cannot mkdir
+    with pytest.raises(CheckpointError) as e:
+        load_model(TINY, seed=SEED)
+    text = message(e)
+    assert "\n" not in text and "cannot write the generated tiny checkpoint" in text and "COGTRACE_CACHE" in text
+
+
 def test_full_config_without_weights_is_refused() -> None:
     with pytest.raises(CheckpointError) as e:
         load_model("full/cogvlm-base-224")

@@ -140,8 +140,8 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captur
     ("full/cogvlm-chat-v1.1", 17_639_685_376),
     ("full/cogvlm-base-490", 17_639_685_376),
     ("full/cogvlm-grounding-generalist", 17_639_685_376),
-    # 224 px: 257 EVA positions instead of 1226, i.e. 969 * 1792 fewer parameters.
-    ("full/cogvlm-base-224", 17_639_685_376 - 969 * 1792),
+    # 224 px: 257 EVA positions instead of 1226, i.e. 969 * 1792 = 1,736,448 fewer parameters.
+    ("full/cogvlm-base-224", 17_637_948_928),
     # The article's variant: 30 fewer language layers, each with its vision experts.
     ("article/cogvlm-grounding-generalist", 5_496_929_536),
 ])
@@ -151,8 +151,14 @@ def test_full_size_parameter_counts_on_meta(spec: str, count: int) -> None:
     assert all(p.is_meta for p in result.model.parameters())
 
 
-def test_article_variant_is_about_5_5_billion() -> None:
-    assert round(5_496_929_536 / 1e9, 2) == 5.50
+def test_counts_differ_as_the_architecture_says() -> None:
+    assert 17_639_685_376 - 17_637_948_928 == (1226 - 257) * 1792  # EVA position table only
+    # The article's cut: 30 language layers (attention, FFN, RMSNorms), their language gates,
+    # and their vision-expert FFN and attention.
+    h, i = 4096, 11008
+    per_layer = (3 * h * h + h * h + 2 * h * i + 2 * h) + h * i + (3 * h * i) + (3 * h * h + h * h)
+    assert 17_639_685_376 - 30 * per_layer == 5_496_929_536
+    assert round(5_496_929_536 / 1e9, 2) == 5.50  # "about 5.5 billion", 22 GB in fp32
 
 
 def test_cli_prints_the_full_count(capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,3 +124,18 @@ def test_failure_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.Monk
         files.write_atomic(target, "<html>" * 100)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image", "/no/such/image.png"], "no such image file"),
+    (["--query", "   "], "empty --query"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0"),
+    (["--version", "poetry"], "poetry"),
+])
+def test_report_bad_input_fails_before_the_model_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    code = main(["report", "configs/tiny/cogvlm-grounding-generalist", *argv, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists()

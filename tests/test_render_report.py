@@ -25,7 +25,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("dot") is None:
         pytest.skip("Graphviz 'dot' not installed")
     out = tmp_path_factory.mktemp("report")
-    code = main(["report", "configs/tiny/cogvlm-grounding-generalist", "--max-new-tokens", "3", "-o", str(out)])
+    code = main(["report", "configs/tiny/cogvlm-grounding-generalist", "--max-new-tokens", "2", "-o", str(out)])
     assert code == 0
     return out
 
@@ -56,3 +56,15 @@ def test_report_in_browser(report_dir: Path) -> None:
     shot = report_dir / "screenshot.png"
     screenshot(report_dir / "report.html", shot)
     assert_not_blank(shot)
+
+
+def test_full_size_construction_report_on_meta(tmp_path: Path) -> None:
+    """The full 17.6B model, built on the meta device: construction views, folded 32 layers."""
+    out = tmp_path / "full"
+    assert main(["report", "configs/full/cogvlm-grounding-generalist", "--device", "meta", "-o", str(out)]) == 0
+    modules = (out / "modules.txt").read_text()
+    assert "17,639,685,376" in modules and "layers.0–31 ×32" in modules and "layers.0–62 ×63" in modules
+    assert not (out / "steps.txt").exists() and not (out / "tokens.png").exists()
+    dot = (out / "architecture.dot").read_text()
+    assert "[B, S, 32000]" in dot and "[B, N, 4096]" in dot  # widths read from the weights
+    assert 'id="calls"' in (out / "report.html").read_text()

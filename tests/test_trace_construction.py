@@ -98,7 +98,7 @@ def test_mixin_parameter_and_hook_deltas(built: tuple[Trace, Any]) -> None:
         ("add_mixin", "rotary", "LlamaVisionExpertAttnMixin"): count["rotary"],
     }
     # The deltas chain: each call starts where the previous one ended, and ends at the model's total.
-    for before, after in zip(root, root[1:]):
+    for before, after in zip(root[:-1], root[1:], strict=True):
         assert after.data["params_before"] == before.data["params_after"]
     assert root[-1].data["params_after"] == sum(p.numel() for p in model.parameters())
     # Hook tables: del_mixin('mlp') removes mlp_forward, the new mixin brings it back.

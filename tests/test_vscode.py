@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,43 @@ def test_walkthrough_arguments_parse(launch: dict[str, Any]) -> None:
         for arg in config["args"]:
             if arg.startswith("--"):
                 assert f'"{arg}"' in source + common, f"{config['name']}: unknown option {arg}"
+
+
+def test_breakpoints_page_matches_the_installed_sat() -> None:
+    """docs/breakpoints.md was generated from this SAT: every function's file:line and stop line agree.
+
+    (The call counts need a model run; ``scripts/gen_breakpoints.py --check`` compares those too.)
+    """
+    import importlib.util as util
+
+    spec = util.spec_from_file_location("gen_breakpoints", REPO / "scripts" / "gen_breakpoints.py")
+    assert spec is not None and spec.loader is not None
+    gen = util.module_from_spec(spec)
+    sys.modules["gen_breakpoints"] = gen  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(gen)
+    finally:
+        del sys.modules["gen_breakpoints"]
+    page = (REPO / "docs" / "breakpoints.md").read_text(encoding="utf-8")
+    count = 0
+    for _, _, locations in gen.locations():
+        for loc in locations:
+            name = loc.target.ref.split(":")[1]
+            expected = f"| `{name}` | `{gen.shown_path(loc.file)}:{loc.def_line}` | line {loc.stop_line}: "
+            assert expected in page, f"docs/breakpoints.md is stale for {name}: run make docs"
+            count += 1
+    assert count >= 25
+
+
+@pytest.mark.parametrize("page", ["guide.md", "guide.zh.md", "faq.md", "faq.zh.md", "breakpoints.md"])
+def test_docs_pages_link_to_files_that_exist(page: str) -> None:
+    """Every relative link and image in the guides and FAQs points at a committed file."""
+    path = REPO / "docs" / page
+    text = path.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if not t.startswith(("http://", "https://", "mailto:"))]
+    for target in local:
+        assert (path.parent / target).exists(), f"{page}: broken link {target}"
+    if page.startswith("guide"):
+        for diagram in ("calls", "modules", "architecture", "tokens"):
+            assert any("diagrams/" in t and diagram in t for t in local), f"{page}: no {diagram} diagram"

@@ -6,7 +6,7 @@ Cost: every walkthrough imports SAT (3–10 s). To stay well under two minutes o
   all started together by a module fixture, at most ``os.cpu_count()`` at a time;
 * Chinese: all seven scripts in *one* subprocess through ``walkthroughs/run_all.py`` (one
   SAT import), started in the same pool;
-* pressing Enter: 01 without ``--no-pause``, newlines fed on stdin.
+* pressing Enter: 01 without ``--no-pause``, newlines (or ``q``) fed on stdin, in the same pool.
 
 The checks are on key lines, not whole outputs: the text is for people and will change.
 """
@@ -68,15 +68,19 @@ def _run(args: list[str], tmp: Path, stdin: str | None = None) -> subprocess.Com
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
-    """Every script in English, plus all of them in Chinese, run in parallel once per module."""
+    """Every script in English, all of them in Chinese, and the two keyboard runs: started
+    together once per module (each pays one SAT import; in parallel they share the cores)."""
     tmp = tmp_path_factory.mktemp("walkthroughs")
-    jobs: dict[str, list[str]] = {}
+    jobs: dict[str, tuple[list[str], str | None]] = {}
     for name in SCRIPTS:
         extra = ["--out", str(tmp / name[:2])] if name[:2] in ("04", "06") else []
-        jobs[name] = [str(WALKTHROUGHS / name), "--no-pause", "--lang", "en", *extra]
-    jobs["zh"] = [str(WALKTHROUGHS / "run_all.py"), "--no-pause", "--lang", "zh"]
+        jobs[name] = ([str(WALKTHROUGHS / name), "--no-pause", "--lang", "en", *extra], None)
+    jobs["zh"] = ([str(WALKTHROUGHS / "run_all.py"), "--no-pause", "--lang", "zh"], None)
+    # Without --no-pause: Enter steps through; "q" at a pause quits.
+    jobs["enter"] = ([str(WALKTHROUGHS / "01_config.py"), "--lang", "en"], "\n" * 10)
+    jobs["quit"] = ([str(WALKTHROUGHS / "01_config.py"), "--lang", "zh"], "\nq\n")
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {key: pool.submit(_run, args, tmp) for key, args in jobs.items()}
+        futures = {key: pool.submit(_run, args, tmp, stdin) for key, (args, stdin) in jobs.items()}
         yield {key: future.result() for key, future in futures.items()}
 
 
@@ -115,8 +119,7 @@ def test_source_locations_point_at_real_lines(runs: dict[str, subprocess.Complet
     assert seen >= 20
 
 
-def test_grounding_writes_output_png_outside_the_cwd(runs: dict[str, subprocess.CompletedProcess[str]],
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_grounding_writes_output_png_outside_the_cwd(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     match = re.search(r"output\.png = (\S+)", runs["06_grounding.py"].stdout)
     assert match, _failure(runs["06_grounding.py"])
     png = Path(match.group(1))
@@ -124,9 +127,9 @@ def test_grounding_writes_output_png_outside_the_cwd(runs: dict[str, subprocess.
     assert not (REPO / "output.png").exists()
 
 
-def test_pressing_enter_steps_through(tmp_path: Path) -> None:
+def test_pressing_enter_steps_through(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """Without --no-pause, 01 waits for Enter between steps; newlines on stdin step it through."""
-    proc = _run([str(WALKTHROUGHS / "01_config.py"), "--lang", "en"], tmp_path, stdin="\n" * 10)
+    proc = runs["enter"]
     assert proc.returncode == 0, _failure(proc)
     steps = proc.stdout.count("── Step ")
     prompts = proc.stdout.count("[Enter ⏎]")
@@ -134,8 +137,8 @@ def test_pressing_enter_steps_through(tmp_path: Path) -> None:
     assert "Done." in proc.stdout
 
 
-def test_q_quits_at_a_pause(tmp_path: Path) -> None:
-    proc = _run([str(WALKTHROUGHS / "07_full_size_meta.py"), "--lang", "zh"], tmp_path, stdin="\nq\n")
+def test_q_quits_at_a_pause(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = runs["quit"]
     assert proc.returncode == 0, _failure(proc)
     assert "已退出" in proc.stdout and "步骤 2" in proc.stdout and "步骤 3" not in proc.stdout
 

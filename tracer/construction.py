@@ -33,7 +33,7 @@ from typing import Any
 from .patching import PatchSet
 from .recorder import Record, Recorder
 from .trace import SourceLocation
-from .values import describe_model, namespace_diff, short
+from .values import count_parameters, describe_model, namespace_diff, short
 
 __all__ = ["construction_functions", "install"]
 
@@ -300,8 +300,8 @@ class _Construction:
             if "input" in state:
                 data["changed"] = namespace_diff(result, state["input"])
         elif short_name == "__init__" and args:
-            data["result"] = describe_model(args[0])
             data["params"] = _count(args[0])
+            data["result"] = describe_model(args[0], data["params"])
         elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], argparse.Namespace):
             data["result"] = f"({short(result[0])}, Namespace({len(vars(result[1]))} keys))"
         else:
@@ -314,23 +314,28 @@ class _Construction:
             model = result
         elif isinstance(result, tuple) and result and isinstance(result[0], self.BaseModel):
             model = result[0]
-        elif kind == "method" and args and isinstance(args[0], self.BaseModel):
+        elif (kind == "method" or short_name == "load_checkpoint") and args and isinstance(args[0], self.BaseModel):
             model = args[0]
+        if isinstance(model, self.BaseModel) and (short_name in ("get_model", "load_checkpoint") or isinstance(result, tuple)):
+            record.subject = weakref.ref(model)
         if isinstance(model, self.BaseModel) and short_name in ("get_model", "__init__", "from_pretrained",
                                                                   "from_pretrained_base", "load_checkpoint"):
             if short_name != "__init__" or not any(
                     r is not None and r.category == "construction" and r.data.get("function") == "__init__"
                     for r in self.rec._stack[:-1]):
                 self.rec.add_model(model)
-        if short_name in ("get_model", "load_checkpoint") or (isinstance(result, tuple) and model is not None):
-            if model is not None:
-                record.subject = weakref.ref(model)
+                self._resolve([model])  # now, while it is surely alive
 
     # -- finishing ----------------------------------------------------------------------
     def resolve_paths(self, rec: Recorder) -> None:
-        """Fill ``model_path`` (where each subject sits under its root model)."""
+        """Fill ``model_path`` (where each subject sits under its root model) for the events
+        not resolved yet, then drop the weak references."""
         subjects = [r.subject() for r in rec.records if r.subject is not None]
-        models = [s for s in subjects if isinstance(s, self.BaseModel)]
+        self._resolve([s for s in subjects if isinstance(s, self.BaseModel)])
+        for record in rec.records:
+            record.subject = None
+
+    def _resolve(self, models: list[Any]) -> None:
         maps: list[dict[int, str]] = []
         seen: set[int] = set()
         for model in models:
@@ -340,23 +345,19 @@ class _Construction:
             maps.append({id(m): p for p, m in model.named_modules(remove_duplicate=False)})
         # Keep the maps of roots only: a model that appears inside another model's map is nested.
         root_maps = [m for m in maps if not any(other is not m and next(iter(m)) in other for other in maps)]
-        for record in rec.records:
-            if record.subject is None:
+        for record in self.rec.records:
+            if record.subject is None or record.category != "construction" or record.data.get("model_path") is not None:
                 continue
             obj = record.subject()
-            if obj is not None and record.category == "construction":
+            if obj is not None:
                 for path_map in root_maps:
                     if id(obj) in path_map:
                         record.data["model_path"] = path_map[id(obj)]
                         break
-            record.subject = None
 
 
 def _count(module: Any) -> int:
-    try:
-        return sum(p.numel() for p in module.parameters())
-    except AttributeError:  # an nn.Module whose __init__ has not run yet
-        return 0
+    return count_parameters(module)
 
 
 def install(recorder: Recorder) -> Callable[[], None]:

@@ -81,9 +81,12 @@ class Recorder:
     suppress: int = 0
     _stack: list[Record | None] = field(default_factory=list)
     _t0: int = field(default_factory=time.perf_counter_ns)
-    # Models seen (construction roots, runtime roots), in order; the first alive one is the
-    # trace's primary model (its module tree and hook table go into the trace).
+    # Models seen (construction roots, runtime roots), in order, by weak reference. The first
+    # is the trace's primary model (its module tree and hook table go into the trace): that
+    # one is held strongly until the trace is built, so a script that drops its model before
+    # the block ends still gets them. No other model is kept alive by a recording.
     models: list[weakref.ref] = field(default_factory=list)
+    _primary: Any = None
     finalizers: list[Callable[[Recorder], None]] = field(default_factory=list)
 
     # -- state ------------------------------------------------------------------------
@@ -111,6 +114,8 @@ class Recorder:
             if ref() is model:
                 return
         self.models.append(weakref.ref(model))
+        if self._primary is None:
+            self._primary = model
 
     # -- events -----------------------------------------------------------------------
     def begin(self, category: Category, name: str, data: dict[str, Any] | None = None,
@@ -144,6 +149,8 @@ class Recorder:
 
     # -- result -----------------------------------------------------------------------
     def primary_model(self) -> Any:
+        if self._primary is not None:
+            return self._primary
         for ref in self.models:
             model = ref()
             if model is not None:
@@ -167,6 +174,7 @@ class Recorder:
             hooks = dict(getattr(model, "hook_origins", {}) or {})
             full_meta["model_class"] = type(model).__name__
         full_meta.update(meta or {})
+        self._primary = None
         return Trace(events=events, modules=modules, hooks=hooks, meta=full_meta, exception=exception)
 
 

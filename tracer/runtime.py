@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.modules import module as torch_module
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from .patching import PatchSet
@@ -469,7 +470,11 @@ def install(recorder: Recorder) -> Callable[[], None]:
     def uninstall() -> None:
         try:
             while handles:
-                handles.pop().remove()
+                handle = handles.pop()
+                handle.remove()
+                # torch's handle for a global hook registered with_kwargs=True does not clear
+                # its with_kwargs flag (only the always_call one): clear it ourselves.
+                torch_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
         finally:
             try:
                 runtime.unwind()

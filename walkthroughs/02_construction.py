@@ -234,6 +234,28 @@ def main(argv: Sequence[str] | None = None) -> int:
            "FFN 的语言部分权重仍在 transformer.layers.N.mlp 中；mixin 'mlp' 只增加 gate_proj 和视觉专家的"
            "副本。注意力与 'rotary' 同理。")
 
+    # ----------------------------------------------------------------------------------------
+    # 6. the same, recorded by the toolkit's tracer (what `cogtrace build CONFIG -o DIR` saves)
+    # ----------------------------------------------------------------------------------------
+    w.step("The same construction, recorded by cogtrace's tracer",
+           "同样的构建过程，由 cogtrace 的追踪器记录")
+    import tracer
+    from tracer.render.calls import render_calls
+
+    # The hand-made spy above patched six functions; the tracer patches every SAT construction
+    # function and BaseMixin/BaseModel subclass, records arguments, parameter and hook deltas,
+    # and undoes everything on exit. Nothing is written to disk without an out_dir.
+    with tracer.trace(categories=("construction",)) as recording:
+        get_model(args, CogVLMModel)
+    assert recording.trace is not None
+    tree = render_calls(recording.trace, width=110, timings=False).splitlines()
+    for line in tree[: opts.print_lines]:
+        w.print("  " + line)
+    w.say(f"  … {len(tree)} lines in all; `cogtrace build {opts.config} -o out/` writes them as trace.json "
+          f"(and trace.chrome.json for Perfetto); `cogtrace render out/trace.json --format tree` prints them.",
+          f"  ……共 {len(tree)} 行；`cogtrace build {opts.config} -o out/` 会把它们写成 trace.json（以及供 Perfetto "
+          f"使用的 trace.chrome.json）；`cogtrace render out/trace.json --format tree` 可以再次打印。")
+
     w.done("Done. Next: 03_from_pretrained.py builds the same model through from_pretrained and loads weights.",
            "完成。下一步：03_from_pretrained.py 通过 from_pretrained 构建同一个模型并加载权重。")
     return 0

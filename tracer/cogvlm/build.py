@@ -26,7 +26,7 @@ from ..devices import ForceDevice
 from .config import ModelConfig, load_config
 from .model import CogVLMModel
 
-__all__ = ["DEFAULT_SEED", "BuildResult", "build_model", "inference_args"]
+__all__ = ["DEFAULT_SEED", "BuildResult", "build_model", "environment_args", "inference_args"]
 
 DEFAULT_SEED = 1234  # SAT's own default seed (sat.arguments)
 DEVICES = ("cpu", "meta", "cuda")
@@ -43,6 +43,31 @@ class BuildResult:
         return sum(p.numel() for p in self.model.parameters())
 
 
+def environment_args(args: argparse.Namespace, *, device: str = "cpu", seed: int = DEFAULT_SEED,
+                     skip_init: bool | None = None) -> argparse.Namespace:
+    """Set the run-time keys the article and ``cli_demo.py`` set for one process, in place.
+
+    ``skip_init`` defaults to False except on meta: the article sets True, which leaves
+    uninitialised memory (NaN logits on a tiny model), so we initialise from the seed; a
+    checkpoint load overwrites every weight anyway.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
+    args.deepspeed = None
+    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    args.rank = int(os.environ.get("RANK", 0))
+    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
+    args.model_parallel_size = args.world_size
+    args.mode = "inference"
+    args.skip_init = device == "meta" if skip_init is None else skip_init
+    args.use_gpu_initialization = device == "cuda"
+    args.device = device
+    args.fp16 = False
+    args.bf16 = False
+    args.seed = seed
+    return args
+
+
 def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
                    seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
     """The article's Namespace: SAT defaults <- model_config.json <- overrides <- environment."""
@@ -51,21 +76,7 @@ def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int 
     args = CogVLMModel.get_args()
     args = update_args_with_file(args, path=str(config.path))
     args = overwrite_args_by_dict(args, overwrite_args=dict(overrides or {}))
-    # Environment settings, as the article and cli_demo.py set them for one process.
-    args.deepspeed = None
-    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    args.rank = int(os.environ.get("RANK", 0))
-    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
-    args.model_parallel_size = args.world_size
-    args.mode = "inference"
-    # The article sets skip_init=True, which leaves uninitialised memory (NaN logits on a tiny
-    # model). We initialise from the seed instead; a checkpoint load overwrites it anyway.
-    args.skip_init = device == "meta"
-    args.use_gpu_initialization = device == "cuda"
-    args.device = device
-    args.fp16 = False
-    args.bf16 = False
-    args.seed = seed
+    environment_args(args, device=device, seed=seed)
     if num_layers is not None:
         if num_layers <= 0:
             raise ValueError(f"num_layers {num_layers}: expected a positive integer")

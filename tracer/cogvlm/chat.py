@@ -218,10 +218,16 @@ def stream_chat(image: str | Path | Image.Image, model: nn.Module, text_processo
     it grows and returns the :class:`ChatResult` (``result = yield from stream_chat(...)``).
 
     As upstream, a piece is held back while the text ends in U+FFFD, the mark of a character
-    whose UTF-8 bytes have not all been generated yet.
+    whose UTF-8 bytes have not all been generated yet. Bad input raises here, at the call,
+    not at the first ``next()``.
     """
     started = time.perf_counter()
     turn = _prepare(image, model, text_processor, image_processor, query, history, options)
+    return _stream(turn, model, text_processor, options, started)
+
+
+def _stream(turn: _Turn, model: nn.Module, text_processor: TextProcessor, options: SamplingOptions,
+            started: float) -> Generator[str, None, ChatResult]:
     decode = text_processor.tokenizer.decode
     offset = len(decode(turn.seq[:turn.context_length].tolist()))
     tokens: torch.Tensor = turn.seq[:turn.context_length].unsqueeze(0)  # (1, C)

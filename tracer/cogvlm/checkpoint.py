@@ -50,7 +50,7 @@ from sat.training.model_io import extract_model_specific_args_to_dump
 
 from ..devices import ForceDevice
 from ..errors import UserError
-from .build import DEFAULT_SEED, DEVICES, build_model
+from .build import DEFAULT_SEED, DEVICES, build_model, environment_args
 from .config import CONFIG_FILE, ModelConfig, load_config
 from .model import CogVLMModel
 
@@ -137,7 +137,9 @@ def save_checkpoint(model: torch.nn.Module, args_or_config: argparse.Namespace |
         try:
             os.rename(tmp, directory)  # atomic; fails if someone else filled directory meanwhile
         except OSError as e:
-            raise FileExistsError(f"{directory}: already exists; refusing to overwrite a checkpoint") from e
+            if directory.exists():
+                raise FileExistsError(f"{directory}: already exists; refusing to overwrite a checkpoint") from e
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return directory
@@ -316,8 +318,13 @@ def generated_checkpoint(config: ModelConfig, seed: int = DEFAULT_SEED) -> Path:
     if not (target / TRACKER_FILE).is_file():
         if target.parent.is_dir():
             _sweep_stale(target.parent)
-        with contextlib.suppress(FileExistsError):
+        try:
             _generate(config, seed, target)
+        except FileExistsError:
+            pass  # another process (or an earlier, broken run) got there first: load checks it
+        except OSError as e:
+            raise CheckpointError(f"{target}: cannot write the generated tiny checkpoint ({e.__class__.__name__}: "
+                                  f"{e.strerror or e}); expected a writable cache folder (set COGTRACE_CACHE)") from e
     return target
 
 
@@ -332,22 +339,7 @@ def loader_args(*, device: str = "cpu", seed: int = DEFAULT_SEED, skip_init: boo
     ``from_pretrained_base`` does that itself (``update_args_with_file`` replaces every key the
     file names and keeps the rest, i.e. the settings below).
     """
-    if device not in DEVICES:
-        raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
-    args = CogVLMModel.get_args()
-    args.deepspeed = None
-    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    args.rank = int(os.environ.get("RANK", 0))
-    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
-    args.model_parallel_size = args.world_size
-    args.mode = "inference"
-    args.skip_init = skip_init
-    args.use_gpu_initialization = device == "cuda"
-    args.device = device
-    args.fp16 = False
-    args.bf16 = False
-    args.seed = seed
-    return args
+    return environment_args(CogVLMModel.get_args(), device=device, seed=seed, skip_init=skip_init)
 
 
 def _looks_like_checkpoint(directory: Path) -> bool:

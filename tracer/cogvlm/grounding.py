@@ -164,17 +164,30 @@ def fit_for_drawing(image: Image.Image, bounds: tuple[int, int] = FIT) -> Image.
     return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
 
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font at upstream's size (26 px); no system font files needed."""
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)  # Pillow >= 10.1 with FreeType
+    except (TypeError, OSError):
+        return ImageFont.load_default()  # older Pillow: the small bitmap font
+
+
 def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -> Image.Image:
     """A copy of ``image`` with every box outlined and labelled with its phrase."""
     canvas = fit_for_drawing(image) if fit else image.convert("RGB")
     width, height = canvas.size
     overlay = Image.new("RGBA", canvas.size, (255, 255, 255, 0))
     draw = ImageDraw.Draw(overlay)
-    font = ImageFont.load_default(size=FONT_SIZE)
+    font = _font()
     for item, colour in zip(grounding.phrases, _palette(len(grounding.phrases)), strict=True):
         for box in item.boxes:
             x0, y0, x1, y1 = box.to_pixels(width, height)
             draw.rectangle((x0, y0, x1, y1), outline=colour, width=LINE_WIDTH)
+            # A dark hairline on both sides keeps the box visible on an object of its own colour.
+            draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=(0, 0, 0, 200), width=1)
+            if x1 - x0 > 2 * LINE_WIDTH and y1 - y0 > 2 * LINE_WIDTH:
+                draw.rectangle((x0 + LINE_WIDTH, y0 + LINE_WIDTH, x1 - LINE_WIDTH, y1 - LINE_WIDTH),
+                               outline=(0, 0, 0, 200), width=1)
             if not item.phrase:
                 continue
             left, top, right, bottom = draw.textbbox((0, 0), item.phrase, font=font)

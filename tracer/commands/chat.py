@@ -38,7 +38,7 @@ WELCOME = ('Welcome to the CogVLM CLI (cogtrace). Enter an image path (Enter for
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG_OR_CHECKPOINT",
                         help="checkpoint folder, or config (e.g. configs/tiny/cogvlm-grounding-generalist: "
-                             "weights are generated from --seed and cached)")
+                             "its weights are generated once from a fixed seed and cached)")
     parser.add_argument("--image", default=None, metavar="PATH",
                         help=f"image to talk about (default: the shipped sample, {SAMPLE_IMAGE.name})")
     parser.add_argument("--query", default=None, metavar="TEXT",
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=1, metavar="K", help="top-k sampling (default 1)")
     parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="default 0.8")
     parser.add_argument("--seed", type=int, default=1234,
-                        help="seed for sampling and for generated tiny weights (default 1234)")
+                        help="seed for sampling: the same seed gives the same answer (default 1234)")
     parser.add_argument("--output", default="output.png", metavar="PATH",
                         help="where to save the image with grounding boxes (default output.png)")
     parser.add_argument("--tokenizer", default=None, metavar="DIR",
@@ -177,11 +177,6 @@ def run(args: argparse.Namespace) -> int:
     max_position = int(config.values.get("max_sequence_length", args.max_length))
     if args.max_length > max_position:
         raise UserError(f"--max-length {args.max_length}: above the model's max_sequence_length {max_position}")
-    from ..cogvlm.chat import SamplingOptions  # imports SAT (a few seconds)
-
-    options = SamplingOptions(max_length=args.max_length, top_p=args.top_p, top_k=args.top_k,
-                              temperature=args.temperature, seed=args.seed)
-    options.check()
     tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
     text_processor = TextProcessor(tokenizer, args.max_length, int(config.values["image_length"]))
     image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
@@ -189,13 +184,18 @@ def run(args: argparse.Namespace) -> int:
     image = open_image(image_path) if args.query is not None else None
     if args.query is not None:
         _check_query(args.query, text_processor, args.max_length)
+    from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin  # SAT's import: a few seconds
+
+    options = SamplingOptions(max_length=args.max_length, top_p=args.top_p, top_k=args.top_k,
+                              temperature=args.temperature, seed=args.seed)
+    options.check()
 
     # 2. The model, as cli_demo_sat.py: from_pretrained, eval, the KV-cache mixin.
-    from ..cogvlm.chat import add_autoregressive_mixin
     from ..cogvlm.checkpoint import load_model
 
     print(f"[Language processor version]: {version}")
-    model, _ = load_model(args.config, device="cpu", seed=args.seed)
+    # --seed is for sampling only: a tiny config always gets the same generated checkpoint.
+    model, _ = load_model(args.config, device="cpu")
     add_autoregressive_mixin(model)
 
     # 3. Talk.

@@ -60,7 +60,7 @@ def load_trace(spec: str | Path) -> Trace:
 
 
 def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int = 140,
-           timings: bool = True) -> str | bytes:
+           timings: bool = True, styles: bool = False) -> str | bytes:
     """The output of one format, as text or bytes; raises UserError for impossible requests."""
     from ..render.diagrams import dot_source, to_png, to_svg
     from ..render.tokens import LayoutError, layout_png, render_layout_text
@@ -71,16 +71,16 @@ def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int 
     try:
         if fmt == "tree":
             from ..render.calls import render_calls
-            return render_calls(trace, width=width, timings=timings)
+            return render_calls(trace, width=width, timings=timings, styles=styles)
         if fmt == "modules":
             from ..render.modules import render_modules
-            return render_modules(trace, width=width)
+            return render_modules(trace, width=width, styles=styles)
         if fmt == "hooks":
             from ..render.hooks import render_hooks
-            return render_hooks(trace, width=width)
+            return render_hooks(trace, width=width, styles=styles)
         if fmt == "steps":
             from ..render.steps import render_steps
-            return render_steps(trace, width=width, timings=timings)
+            return render_steps(trace, width=width, timings=timings, styles=styles)
         if fmt == "tokens":
             return render_layout_text(trace, width=width)
         if fmt == "dot":
@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if not out.parent.is_dir():
             raise UserError(f"-o {out}: folder {out.parent} does not exist")
     trace = load_trace(args.trace)
-    result = render(trace, args.format, diagram=args.diagram, width=args.width, timings=not args.no_timings)
+    colour = args.output is None and sys.stdout.isatty()  # colour for a person, plain text for pipes and files
+    result = render(trace, args.format, diagram=args.diagram, width=args.width, timings=not args.no_timings,
+                    styles=colour)
     if args.output is None:
         sys.stdout.write(result if isinstance(result, str) else result.decode("utf-8"))
         return 0

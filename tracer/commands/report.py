@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generation steps at most (default 8: enough to see the KV cache grow)")
     parser.add_argument("--seed", type=int, default=1234, help="seed for sampling and generated tiny weights")
     parser.add_argument("--tokenizer", default=None, metavar="DIR", help="tokenizer folder for real checkpoints")
+    parser.add_argument("--build-only", action="store_true",
+                        help="trace construction only (from_pretrained with build_only=True, as the article does): "
+                             "no chat turn, no shapes; works for full-size configs with --device meta")
+    parser.add_argument("--device", choices=["cpu", "meta"], default="cpu",
+                        help="cpu (default) or meta: shapes-only build of any size, implies --build-only")
     parser.add_argument("-o", "--output", default="out", metavar="DIR", help="folder to write into (default out/)")
 
 
@@ -77,7 +82,8 @@ def token_layout(text_processor: TextProcessor, prompt: str) -> dict[str, list[A
 
 def write_views(trace: Trace, out: Path) -> dict[str, Path]:
     """Every view of ``trace`` as files in ``out``; diagrams are skipped (with a note) if
-    Graphviz is missing, so the text views and the report still appear."""
+    Graphviz is missing, and views a trace has no data for (steps, tokens of a construction
+    trace) are left out, so the text views and the report still appear."""
     from ..render.calls import render_calls
     from ..render.diagrams import GraphvizMissing, architecture_dot, calls_dot, modules_dot, to_png, to_svg
     from ..render.files import write_atomic
@@ -95,12 +101,13 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
     put("tree.txt", render_calls(trace))
     put("modules.txt", render_modules(trace))
     put("hooks.txt", render_hooks(trace))
-    put("steps.txt", render_steps(trace))
+    if any(True for _ in trace.of("generation")):
+        put("steps.txt", render_steps(trace))
     try:
         put("tokens.txt", render_layout_text(trace))
         put("tokens.png", layout_png(trace))
-    except LayoutError as e:
-        print(f"note: no token layout ({e})", file=sys.stderr)
+    except LayoutError:
+        pass  # a construction-only trace has no input sequence
     try:
         arch = architecture_dot(trace)
         put("architecture.dot", arch)
@@ -123,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: is a file, expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if args.build_only or args.device == "meta":
+        return _build_only(args, out)
 
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
@@ -151,12 +159,14 @@ def run(args: argparse.Namespace) -> int:
     from ..cogvlm.checkpoint import load_model
     from ..cogvlm.grounding import save_grounding
     from ..recorder import trace as record
+    from ..recorder import write_files
 
     options = SamplingOptions(max_length=max_length, seed=args.seed)
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config}", "config": str(args.config),
                             "device": "cpu", "image": image_path, "query": query, "prompt_version": version}
     started = time.perf_counter()
-    with record(out, meta=meta) as handle:
+    # Recorded in memory and written only on success: a failed run leaves no folder behind.
+    with record(None, meta=meta) as handle:
         model, _ = load_model(args.config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options)
@@ -167,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     traced = time.perf_counter() - started
     trace = handle.trace
     assert trace is not None  # set by the with block's exit
+    out.mkdir(parents=True, exist_ok=True)
+    write_files(trace, out)
     grounding = save_grounding(result.image, result.response, out / "output.png")
     started = time.perf_counter()
     written = write_views(trace, out)
@@ -176,4 +188,27 @@ def run(args: argparse.Namespace) -> int:
           f"{len(grounding.boxes)} grounding boxes -> {out / 'output.png'}")
     report = written["report.html"]
     print(f"report: {report} ({report.stat().st_size / 1e6:.1f} MB) — open it in a browser")
+    return 0
+
+
+def _build_only(args: argparse.Namespace, out: Path) -> int:
+    """The article's ``from_pretrained(..., build_only=True)``, traced: construction views only."""
+    from ..cogvlm.checkpoint import load_model
+    from ..recorder import trace as record
+    from ..recorder import write_files
+
+    meta: dict[str, Any] = {"command": f"cogtrace report {args.config} --build-only --device {args.device}",
+                            "config": str(args.config), "device": args.device}
+    started = time.perf_counter()
+    with record(None, categories=("construction",), meta=meta) as handle:
+        load_model(args.config, device=args.device, build_only=True, seed=args.seed)
+    trace = handle.trace
+    assert trace is not None
+    out.mkdir(parents=True, exist_ok=True)
+    write_files(trace, out)
+    traced = time.perf_counter() - started
+    written = write_views(trace, out)
+    report = written["report.html"]
+    print(f"built and traced in {traced:.1f} s ({len(trace.events)} construction events); "
+          f"report: {report} ({report.stat().st_size / 1e6:.1f} MB)")
     return 0

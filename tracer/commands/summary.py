@@ -44,6 +44,7 @@ class Comparison:
     torchinfo_none_kwarg_error: str  # what torchinfo raises when an input dict holds None ('' if nothing)
     layers_without_shapes: list[str] = field(default_factory=list)  # param-carrying rows with no shapes
     text_only_missing: list[str] = field(default_factory=list)  # param modules absent from torchinfo (text-only)
+    text_only_missing_params: int = 0
     cogtrace_total_params: int = 0
     hook_dispatches: int = 0
     hook_dispatches_by_mixin: dict[str, int] = field(default_factory=dict)
@@ -94,7 +95,7 @@ def _torchinfo(model: Any, kwargs: dict[str, Any], depth: int) -> Any:
     # torchinfo sums tensor sizes over the input dict and fails on a None value
     # (vision_position_ids=None is normal for SAT); pass those through **kwargs instead.
     data = {k: v for k, v in kwargs.items() if v is not None}
-    extra = {k: v for k, v in kwargs.items() if v is None}
+    extra: dict[str, Any] = {k: v for k, v in kwargs.items() if v is None}
     with torch.no_grad():
         return torchinfo.summary(model, input_data=data, depth=depth, verbose=0,
                                  col_names=("input_size", "output_size", "num_params"), **extra)
@@ -151,12 +152,18 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     by_id = {id(m): name for name, m in model.named_modules()}
     missing = sorted(by_id[id(m)] for name, m in model.named_modules() if name in param_modules
                      and id(m) not in seen_text_only)
+    modules = dict(model.named_modules())
+    missing_params = sum(p.numel() for name in missing for p in modules[name].parameters(recurse=False))
     hooks = list(ours.of("hook"))
     # Modules a hook ran in place of (SAT calls hooks['layer_forward'](...) instead of
     # layer(...)): torchinfo lists them, with no shapes, because their forward never ran.
     served = {str(e.data.get("layer_path", "")) for e in hooks}
-    no_shapes = sorted({by_id.get(id(r.module), r.var_name) for r in rows
-                        if not r.input_size and not r.output_size and by_id.get(id(r.module)) in served})
+    shown: dict[str, bool] = {}  # path -> does any torchinfo row of this module carry a shape?
+    for r in rows:
+        path = by_id.get(id(r.module))
+        if path is not None:
+            shown[path] = shown.get(path, False) or bool(r.input_size or r.output_size)
+    no_shapes = sorted(p for p, has in shown.items() if not has and p in served)
     by_mixin: dict[str, int] = {}
     for e in hooks:
         by_mixin[str(e.data.get("served_by", "?"))] = by_mixin.get(str(e.data.get("served_by", "?")), 0) + 1
@@ -171,6 +178,7 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
         torchinfo_total_params=int(stats.total_params),
         torchinfo_rows_naming_hooks=sum(1 for r in rows if r.var_name in names or r.class_name in names),
         torchinfo_none_kwarg_error=none_error, layers_without_shapes=no_shapes, text_only_missing=missing,
+        text_only_missing_params=missing_params,
         cogtrace_total_params=next((m.total for m in ours.modules if m.path == ""), 0),
         hook_dispatches=len(hooks), hook_dispatches_by_mixin=dict(sorted(by_mixin.items())),
         expert_attributions=attributions, vision_tokens=int(branch.get("vision_tokens", 0) or 0),
@@ -202,8 +210,8 @@ def differences(c: Comparison) -> str:
         else "  vision-expert weights -> layer served: none recorded",
         f"  token routing in mlp_forward of layer 0: {c.vision_tokens} tokens to the vision expert, "
         f"{c.language_tokens} to the language expert (torchinfo shows only the two Linear input shapes)",
-        f"  on a text-only forward, {len(c.text_only_missing)} modules with parameters do not appear in torchinfo "
-        "at all (vision tower and experts not called)",
+        f"  on a text-only forward, {len(c.text_only_missing)} modules holding {c.text_only_missing_params:,} "
+        "parameters do not appear in torchinfo at all (vision tower and experts not called)",
         f"  construction calls: cogtrace {c.construction_calls} ({c.mixin_calls} add_mixin/del_mixin); torchinfo 0",
         f"  parameter totals: torchinfo {c.torchinfo_total_params:,}, cogtrace {c.cogtrace_total_params:,} "
         "(= sum of model.parameters())",

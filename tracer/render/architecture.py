@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..trace import Event, ModuleNode, Trace
@@ -48,6 +48,7 @@ class Architecture:
     expert_weights: tuple[str, ...] = field(default_factory=tuple)
     total_parameters: int = 0
     vision_path: str = ""
+    symbolic: bool = False  # no forward in the trace: shapes are symbols with widths from the weights
 
 
 def _fmt(shape: tuple[int, ...] | None) -> str:
@@ -93,6 +94,38 @@ class _Facts:
     def total(self, path: str | None) -> int:
         node = self.nodes.get(path or "\0")
         return node.total if node else 0
+
+
+SYMBOLS = "B batch, N image tokens, S sequence, V vision-expert tokens (boi + image), T other tokens"
+
+
+def _symbolic(f: _Facts, stages: dict[str, Stage], patch: str | None, words: str | None, head: str | None,
+              first: str | None) -> dict[str, Stage]:
+    """Shapes for a trace without a forward (a construction trace of the full model on meta):
+    symbols for the sizes that depend on the input, numbers for the widths, which the weights
+    fix. Every number comes from a recorded parameter shape."""
+    def weight(path: str | None, index: int) -> str:
+        node = f.nodes.get(path or "\0")
+        shape = node.param_shapes.get("weight") if node else None
+        return str(shape[index]) if shape and len(shape) > abs(index) else "?"
+
+    eva, kernel = weight(patch, 0), weight(patch, -1)
+    hidden, vocab = weight(words, 1), weight(head, 0)
+    inner = weight(f"{first}.mlp.dense_h_to_4h" if first else None, 0)
+    qkv = weight(f"{first}.attention.query_key_value" if first else None, 0)
+    grid = f"H/{kernel}, W/{kernel}"
+    shapes = {
+        "image": ("?", "[B, 3, H, W]"), "patch": ("[B, 3, H, W]", f"[B, {eva}, {grid}]"),
+        "cls": (f"[B, {eva}, {grid}]", f"[B, N+1, {eva}]"), "eva": (f"[B, N+1, {eva}]", f"[B, N+1, {eva}]"),
+        "drop": (f"[B, N+1, {eva}]", f"[B, N, {eva}]"), "glu": (f"[B, N, {eva}]", f"[B, N, {hidden}]"),
+        "frame": (f"[B, N, {hidden}]", f"[B, S, {hidden}]"), "text": ("[B, S]", f"[B, S, {hidden}]"),
+        "lm": (f"[B, S, {hidden}]", f"[B, S, {hidden}]"),
+        "attn_vis": (f"[V, {hidden}]", f"[V, {qkv}]"), "attn_lang": (f"[T, {hidden}]", f"[T, {qkv}]"),
+        "mlp_vis": (f"[V, {hidden}]", f"[V, {inner}]"), "mlp_lang": (f"[T, {hidden}]", f"[T, {inner}]"),
+        "head": (f"[B, S, {hidden}]", f"[B, S, {vocab}]"),
+    }
+    return {k: replace(st, shape_in=shapes[k][0], shape_out=shapes[k][1]) if k in shapes else st
+            for k, st in stages.items()}
 
 
 def architecture(trace: Trace) -> Architecture:
@@ -200,7 +233,10 @@ def architecture(trace: Trace) -> Architecture:
     image_tokens = sum(int(x) for x in layout.get("image_rope_mask") or []) if isinstance(layout, Mapping) else 0
     if not seq and text_in:
         seq = text_in[-1]
-    return Architecture(model_class=root.class_name if root else "?", stages=stages,
+    symbolic = all(st.shape_out == UNKNOWN for key, st in stages.items() if key not in ("attn_vis", "mlp_vis"))
+    if symbolic:
+        stages = _symbolic(f, stages, patch, words, head, first)
+    return Architecture(model_class=root.class_name if root else "?", stages=stages, symbolic=symbolic,
                         vision_tokens=vision_tokens, language_tokens=language_tokens,
                         sequence_length=seq or None, image_tokens=image_tokens or (dropped[1] if dropped else None),
                         expert_weights=tuple(sorted(set(expert_weights))), total_parameters=root.total if root else 0,

@@ -92,7 +92,7 @@ def _details(e: Event, timings: bool) -> list[str]:
     return bits
 
 
-def render_calls(trace: Trace, *, width: int = 140, timings: bool = True) -> str:
+def render_calls(trace: Trace, *, width: int = 140, timings: bool = True, styles: bool = False) -> str:
     """The call tree as text: one node per call, hook-table changes beneath mixin calls."""
     from rich.text import Text
     from rich.tree import Tree
@@ -123,4 +123,4 @@ def render_calls(trace: Trace, *, width: int = 140, timings: bool = True) -> str
         add(root, node)
     if not forest:
         root.add(Text("(no construction events in this trace)", style="dim"))
-    return export_text([root], width=width)
+    return export_text([root], width=width, styles=styles)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from ..errors import UserError
 from ..trace import Trace
-from .architecture import Architecture, Stage, architecture
+from .architecture import SYMBOLS, Architecture, Stage, architecture
 from .calls import CallNode, call_label, call_tree, hook_changes
 from .common import count_text, delta_text, human_count
 from .modules import module_rows
@@ -177,7 +177,7 @@ def architecture_dot(trace: Trace, arch: Architecture | None = None) -> str:
     lm_label = f"{lm.title}: {lm.where}" + (f" ({count_text(lm.params)} params in the layers)" if lm.params else "")
     body += ["  subgraph cluster_lm {", f'    label="{_esc(lm_label)}";', '    style="rounded"; color="#5b8cc0";']
     body.append(_node("lm_in", "input RMSNorm", fillcolor=COLOURS["language"]))
-    body.append(_node("core", f"rotary self-attention over all {a.sequence_length or '?'} positions\n"
+    body.append(_node("core", f"rotary self-attention over all {a.sequence_length or ('S' if a.symbolic else '?')} positions\n"
                       "(image tokens share one rotary position id)", fillcolor=COLOURS["language"]))
     body.append(_node("post", "output projections (vision_dense / dense) + residual\npost-attention RMSNorm",
                       fillcolor=COLOURS["language"]))
@@ -217,6 +217,8 @@ def architecture_dot(trace: Trace, arch: Architecture | None = None) -> str:
     if split:
         body.append('  "split" -> "lm_in" [style=invis];')
     total = f"{a.model_class}: {count_text(a.total_parameters)} parameters ({human_count(a.total_parameters)})"
+    if a.symbolic:
+        total += f"\nno forward in this trace: widths from the weights; {SYMBOLS}"
     body.append(f'  label="{_esc(total)}"; labelloc=t; fontsize=13;')
     return _graph("cogvlm_architecture", body)
 

@@ -117,7 +117,7 @@ def mixin_changes(trace: Trace) -> list[MixinChange]:
     return out
 
 
-def render_hooks(trace: Trace, *, width: int = 140) -> str:
+def render_hooks(trace: Trace, *, width: int = 140, styles: bool = False) -> str:
     from rich.table import Table
 
     from .terminal import export_text
@@ -151,4 +151,4 @@ def render_hooks(trace: Trace, *, width: int = 140) -> str:
     for c in changes:
         history.add_row(str(c.order), c.call, c.model, c.params, "\n".join(c.changes) or "·")
     parts.append(history if changes else "(no add_mixin/del_mixin calls in this trace)")
-    return export_text(parts, width=width)
+    return export_text(parts, width=width, styles=styles)

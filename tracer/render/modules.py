@@ -152,7 +152,7 @@ def check_totals(trace: Trace) -> list[str]:
     return problems
 
 
-def render_modules(trace: Trace, *, width: int = 140, max_depth: int | None = None) -> str:
+def render_modules(trace: Trace, *, width: int = 140, max_depth: int | None = None, styles: bool = False) -> str:
     """The module tree as a terminal table (text, so it can be tested and piped)."""
     from rich.table import Table
 
@@ -175,4 +175,4 @@ def render_modules(trace: Trace, *, width: int = 140, max_depth: int | None = No
     problems = check_totals(trace)
     if problems:
         note += f"; WARNING: {len(problems)} counts do not add up: " + "; ".join(problems[:3])
-    return export_text([table, note], width=width)
+    return export_text([table, note], width=width, styles=styles)

@@ -43,6 +43,7 @@ table { border-collapse: collapse; background: #fff; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #eef2f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.shape { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; white-space: nowrap; }
 td.tree { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; white-space: pre; }
 tr.default td { color: var(--muted); }
 code, pre, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; }
@@ -90,14 +91,16 @@ def _source(loc: Any, roots: Sequence[str]) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = (),
-           table_id: str = "", row_classes: Sequence[str] | None = None, raw: Sequence[int] = ()) -> str:
+           table_id: str = "", row_classes: Sequence[str] | None = None, raw: Sequence[int] = (),
+           col_classes: dict[int, str] | None = None) -> str:
     """An HTML table; cells are escaped unless their column is in ``raw``."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    classes = {i: "num" for i in numeric} | dict(col_classes or {})
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
         cells = "".join(
-            f'<td{" class=num" if i in numeric else ""}>{cell if i in raw else _e(cell)}</td>'
+            f'<td{f" class={classes[i]}" if i in classes else ""}>{cell if i in raw else _e(cell)}</td>'
             for i, cell in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
     ident = f' id="{table_id}"' if table_id else ""
@@ -206,11 +209,11 @@ def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[st
     mrows = module_rows(trace)
     problems = check_totals(trace)
     module_table = _table(
-        ["module", "class", "params", "calls", "input (first call)", "output (first call)", "path"],
-        [[r.prefix + r.name, r.class_name, count_text(r.total) if r.total else "", str(r.calls or ""),
-          r.inputs, r.outputs if r.calls else "", r.path] for r in mrows],
-        numeric=(2, 3), table_id="modtable")
-    module_table = _tree_cells(module_table)
+        ["module (hover: full path)", "class", "params", "calls", "input (first call)", "output (first call)"],
+        [[f'<span title="{_e(r.path or r.class_name)}">{_e(r.prefix + r.name)}</span>', r.class_name,
+          count_text(r.total) if r.total else "", str(r.calls or ""), r.inputs, r.outputs if r.calls else ""]
+         for r in mrows],
+        numeric=(2, 3), table_id="modtable", raw=(0,), col_classes={0: "tree", 4: "shape", 5: "shape"})
     totals = ("parameter totals add up" if not problems else f"{len(problems)} totals do not add up: "
               + "; ".join(problems[:3]))
     sections.append(("modules", "Module tree",
@@ -270,7 +273,3 @@ def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[st
             "<footer><p class=\"note\" style=\"padding:0 28px 20px\">Written by cogtrace from a saved trace; "
             "self-contained (no network access needed).</p></footer></body></html>\n")
 
-
-def _tree_cells(table: str) -> str:
-    """Give every first cell of the module table the monospace tree style (guides must align)."""
-    return table.replace("<tr><td>", "<tr><td class=tree>")

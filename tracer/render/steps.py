@@ -72,7 +72,7 @@ def step_rows(trace: Trace) -> list[StepRow]:
     return rows
 
 
-def render_steps(trace: Trace, *, width: int = 140, timings: bool = True) -> str:
+def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles: bool = False) -> str:
     from rich.table import Table
 
     from .terminal import export_text
@@ -102,4 +102,4 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True) -> str
     parts: list[object] = [table if rows else "(no generation events in this trace)"]
     if trace.meta.get("response") is not None:
         parts.append(f"response: {trace.meta['response']!r}")
-    return export_text(parts, width=width)
+    return export_text(parts, width=width, styles=styles)

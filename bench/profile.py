@@ -1,0 +1,98 @@
+"""Section 5: profile what missed its target (pyinstrument), and say where the time goes.
+
+For each missed time target the harness profiles the same workload in a fresh process with
+pyinstrument (a statistical profiler: low overhead, whole call stacks) and reports
+
+* the self time of every function of our recording code (``tracer/`` outside the CogVLM
+  model in ``tracer/cogvlm/``), the part tracing adds and we can fix, and
+* where the rest goes (torch, SAT, the standard library), aggregated by package,
+
+plus pyinstrument's own call tree, written next to the report for the reader to open.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WORKLOADS", "profile_workload"]
+
+# workload name -> what it runs (see _run)
+WORKLOADS = {
+    "construction": "tiny pipeline (load + chat turn) under construction tracing",
+    "runtime": "tiny pipeline (load + chat turn) under full runtime tracing",
+    "meta-build": "full-size meta build (build_model device='meta')",
+}
+
+
+def _run(workload: str, config: str, out_dir: Path) -> None:
+    if workload == "meta-build":
+        from tracer.cogvlm.build import build_model
+
+        build_model("full/cogvlm-grounding-generalist", device="meta")
+        return
+    from .tracing import tracing
+    from .workload import chat_turn, load_pipeline
+
+    with tracing(workload, out_dir):
+        chat_turn(load_pipeline(config), 16)
+
+
+def _package(path: str) -> str:
+    """'…/site-packages/torch/nn/modules/module.py' -> 'torch'; our recording code and our
+    CogVLM model code are told apart (only the first is tracing overhead)."""
+    if not path:
+        return "built-in / C"
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        i = parts.index("site-packages")
+        return parts[i + 1] if i + 1 < len(parts) else "site-packages"
+    if "tracer" in parts:
+        return "tracer (CogVLM model code)" if "cogvlm" in parts else "tracer (recording)"
+    if "bench" in parts:
+        return "bench"
+    if path.startswith("<"):
+        return path  # <cogtrace trampoline>, <string>, <built-in>
+    return "python stdlib" if "lib" in parts else path
+
+
+def profile_workload(workload: str, config: str, out_dir: str, text_path: str) -> dict[str, Any]:
+    """Worker task: warm up, then profile one run of ``workload``; returns the hot spots."""
+    from pyinstrument import Profiler
+
+    root = Path(out_dir)
+    _run(workload, config, root / "warmup")
+    profiler = Profiler(interval=0.001)
+    start = time.perf_counter()
+    profiler.start()
+    _run(workload, config, root / "profiled")
+    profiler.stop()
+    seconds = time.perf_counter() - start
+    Path(text_path).write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
+
+    session = profiler.last_session
+    frame = session.root_frame() if session is not None else None
+    ours: dict[str, float] = {}
+    packages: dict[str, float] = {}
+    stack = [frame] if frame is not None else []
+    while stack:
+        f = stack.pop()
+        stack.extend(f.children)
+        # Self time = the frame's time minus its children's (pyinstrument's total_self_time also
+        # folds in synthetic children, which are visited here themselves).
+        self_time = f.time - sum(c.time for c in f.children)
+        if self_time <= 0:
+            continue
+        path = f.file_path or ""
+        package = _package(path)
+        packages[package] = packages.get(package, 0.0) + self_time
+        if package == "tracer (recording)":
+            key = f"{f.function} ({f.file_path_short}:{f.line_no})"
+            ours[key] = ours.get(key, 0.0) + self_time
+    total = sum(packages.values()) or 1.0
+
+    def top(table: dict[str, float], n: int) -> list[tuple[str, float, float]]:
+        return [(name, t, t / total) for name, t in sorted(table.items(), key=lambda kv: -kv[1])[:n]]
+
+    return {"seconds": seconds, "sampled": total, "ours": top(ours, 12), "packages": top(packages, 8)}
