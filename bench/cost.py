@@ -79,7 +79,7 @@ def _ratios(rounds: list[list[dict[str, Any]]], mode: str, key: str) -> list[flo
 
 def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
     """Run the sessions and summarise them as section 1 of the report."""
-    sessions, rounds = (1, 3) if quick else (3, 7)
+    sessions, rounds = (1, 3) if quick else (3, 5)
     section = Section("cost", "Tracing cost on the tiny pipeline",
                       f"Load `{config}` through `from_pretrained` (generated seeded weights), add SAT's "
                       f"`CachedAutoregressiveMixin`, make the processors, then one `chat()` turn of at most "

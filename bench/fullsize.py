@@ -108,9 +108,10 @@ def _shape_rows(config: str, repeats: int, env: dict[str, str], tmp: Path) -> tu
 
 
 def measure(*, quick: bool, env: dict[str, str]) -> Section:
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 2  # each row is a fresh process of 10-30 s on a shared 2-core machine
     section = Section("fullsize", "Full size on the meta device",
-                      f"Each row is a fresh process, {repeats} repeat(s), medians; peak RSS is the highest "
+                      f"Each row is a fresh process; builds {repeats} repeat(s) (medians), the traced build and the "
+                      "shape traces one run each; peak RSS is the highest "
                       "`VmHWM` of the process (imports included: torch + SAT alone take about 500 MB). "
                       "'process wall' is the whole process, as a user's `cogtrace build --device meta` "
                       "would take, and 'process CPU' its user + system CPU time (less sensitive to other jobs "
@@ -122,11 +123,11 @@ def measure(*, quick: bool, env: dict[str, str]) -> Section:
         tmp = Path(tmp_name)
         full_row, full = _build_rows(FULL, repeats, env, False, tmp, f"meta build `configs/{FULL}`")
         art_row, art = _build_rows(ARTICLE, repeats, env, False, tmp, f"meta build `configs/{ARTICLE}`")
-        traced_row, _ = _build_rows(FULL, repeats, env, True, tmp, f"meta build `configs/{FULL}`, traced")
+        traced_row, _ = _build_rows(FULL, 1, env, True, tmp, f"meta build `configs/{FULL}`, traced")
         rows += [full_row, art_row, traced_row]
         shape_targets = []
         for config in (ARTICLE, FULL):
-            shape_row, shape_target = _shape_rows(config, repeats, env, tmp)
+            shape_row, shape_target = _shape_rows(config, 1, env, tmp)
             rows.append(shape_row)
             shape_targets.append(shape_target)
     section.seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@ Markdown (``docs/benchmarks.md``) and as rich tables in the terminal. Pure data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 __all__ = ["Section", "Table", "Target", "doc_paragraphs", "mib", "seconds"]
@@ -59,7 +60,21 @@ def mib(value: float | None) -> str:
 
 
 def doc_paragraphs(doc: str | None, *indexes: int) -> str:
-    """Paragraphs of a module docstring joined into one line each, so a section's Markdown
-    intro and its module's docstring are the same text."""
+    """Paragraphs of a module docstring as Markdown, so a section's intro in the report and its
+    module's docstring are one text: reST literals and roles become code spans, a ``* `` list
+    stays a list, other lines are joined."""
     paragraphs = (doc or "").split("\n\n")
-    return " ".join(" ".join(paragraphs[i].split()) for i in indexes if i < len(paragraphs))
+    out = []
+    for i in indexes:
+        if i >= len(paragraphs):
+            continue
+        text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", paragraphs[i]).replace("``", "`")
+        items: list[str] = []
+        for line in text.strip().splitlines():
+            line = line.strip()
+            if line.startswith("* ") or not items:
+                items.append(line)
+            else:
+                items[-1] += " " + line
+        out.append("\n".join(items) if any(x.startswith("* ") for x in items) else " ".join(items))
+    return "\n\n".join(out)

@@ -96,9 +96,9 @@ def _growth(points: list[dict[str, Any]], unit: str) -> str:
 def measure(*, quick: bool, config: str, env: dict[str, str], plot_path: Path | None) -> Section:
     tokens = TOKENS_QUICK if quick else TOKENS_FULL
     layers = LAYERS_QUICK if quick else LAYERS_FULL
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 2
     section = Section("scaling", "Scaling with generated tokens and with layers",
-                      doc_paragraphs(__doc__, 1, 2) + f" Medians of {repeats} run(s) per point; the trace is the last traced run's.")
+                      doc_paragraphs(__doc__, 1, 2, 3) + f" Medians of {repeats} run(s) per point; the trace is the last traced run's.")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         tok = run_task("bench.scaling:tokens_sweep", {"config": config, "tokens": list(tokens), "repeats": repeats,

@@ -134,6 +134,19 @@ def run_task(task: str, kwargs: Mapping[str, Any] | None = None, *, timeout: flo
                       cpu_seconds=result.cpu_seconds)
 
 
+def _describe(error: BaseException) -> str:
+    """'Type: message', plus the innermost cause when the error wraps another (torchinfo and
+    torchview re-raise a RuntimeError 'see above' from the real failure)."""
+    text = f"{type(error).__name__}: {error}".strip()
+    root, seen = error, {id(error)}
+    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        root = inner
+    if root is not error:
+        text += f" [caused by {type(root).__name__}: {str(root).strip().splitlines()[0] if str(root).strip() else ''}]"
+    return text[:2000]
+
+
 def _child(task: str, args_file: str) -> int:
     module_name, _, func_name = task.partition(":")
     kwargs = json.loads(Path(args_file).read_text())
@@ -142,8 +155,7 @@ def _child(task: str, args_file: str) -> int:
         func = getattr(importlib.import_module(module_name), func_name)
         payload = {"value": func(**kwargs)}
     except BaseException as e:  # report anything, including SystemExit from a peer
-        payload = {"error": f"{type(e).__name__}: {e}".strip()[:2000],
-                   "traceback": traceback.format_exc(limit=-6)}
+        payload = {"error": _describe(e), "traceback": traceback.format_exc(limit=-6)}
     payload["peak_rss_mb"] = peak_rss_mb()
     sys.stdout.flush()
     print(RESULT_MARK + json.dumps(payload, default=str), flush=True)

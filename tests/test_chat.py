@@ -281,6 +281,7 @@ def _bad_image(tmp_path: Path, kind: str) -> Path:
     ("bad_config", "no such config"),
     ("output_folder_missing", "does not exist"),
     ("bad_top_p", "--top-p 1.5: expected a number between 0 and 1"),
+    ("bad_threads", "--threads 0: expected a positive integer"),
 ])
 def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
     out = tmp_path / "output.png"
@@ -302,6 +303,8 @@ def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], case:
         argv[argv.index("--output") + 1] = str(out)
     elif case == "bad_top_p":
         argv += ["--top-p", "1.5"]
+    elif case == "bad_threads":
+        argv += ["--threads", "0"]
 
     code = main(argv)
     captured = capsys.readouterr()

@@ -96,6 +96,11 @@ def test_unknown_version_and_missing_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(UserError, match="not a SentencePiece model"):
         load_tokenizer(bad)
+    folder = tmp_path / "vicuna"
+    folder.mkdir()
+    (folder / "tokenizer.model").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="tokenizer.model: not a SentencePiece model"):
+        load_tokenizer(folder)
 
 
 def test_tokenizer_for_config() -> None:

@@ -132,7 +132,12 @@ def test_breakpoints_page_matches_the_installed_sat() -> None:
     for _, _, locations in gen.locations():
         for loc in locations:
             name = loc.target.ref.split(":")[1]
-            expected = f"| `{name}` | `{gen.shown_path(loc.file)}:{loc.def_line}` | line {loc.stop_line}: "
+            if loc.target.ref.startswith("sat."):
+                # SAT is pinned: its lines must match exactly.
+                expected = f"| `{name}` | `{gen.shown_path(loc.file)}:{loc.def_line}` | line {loc.stop_line}: "
+            else:
+                # This repository's own files move with every edit; `make docs` refreshes them.
+                expected = f"| `{name}` | `{gen.shown_path(loc.file)}:"
             assert expected in page, f"docs/breakpoints.md is stale for {name}: run make docs"
             count += 1
     assert count >= 25

@@ -322,7 +322,7 @@ class _Construction:
                                                                   "from_pretrained_base", "load_checkpoint"):
             if short_name != "__init__" or not any(
                     r is not None and r.category == "construction" and r.data.get("function") == "__init__"
-                    for r in self.rec._stack[:-1]):
+                    for r in self.rec.open_records()[:-1]):
                 self.rec.add_model(model)
                 self._resolve([model])  # now, while it is surely alive
 

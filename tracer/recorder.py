@@ -80,6 +80,9 @@ class Recorder:
     # generation step beyond max_steps runs: nothing is recorded then.
     suppress: int = 0
     _stack: list[Record | None] = field(default_factory=list)
+    # For each stack slot, the id of the nearest recorded event at or below it (the parent
+    # of anything opened above): O(1) per event instead of a scan down the stack.
+    _parents: list[int | None] = field(default_factory=list)
     _t0: int = field(default_factory=time.perf_counter_ns)
     # Models seen (construction roots, runtime roots), in order, by weak reference. The first
     # is the trace's primary model (its module tree and hook table go into the trace): that
@@ -123,22 +126,29 @@ class Recorder:
         """Open an event; returns (token, record or None when filtered out). Pass the token
         to :meth:`end`. Filtered frames still take a stack slot, so depth stays true."""
         token = len(self._stack)
+        parent = self._parents[-1] if token else None
         if category not in self.categories or (self.max_depth is not None and token >= self.max_depth):
             self._stack.append(None)
+            self._parents.append(parent)
             return token, None
-        parent = next((r.id for r in reversed(self._stack) if r is not None), None)
         record = Record(id=len(self.records), parent=parent, category=category, name=name,
                         start_ns=time.perf_counter_ns() - self._t0, data=data if data is not None else {},
                         source=source, subject=None if subject is None else weakref.ref(subject))
         self.records.append(record)
         self._stack.append(record)
+        self._parents.append(record.id)
         return token, record
+
+    def open_records(self) -> list[Record]:
+        """The events currently open, outermost first."""
+        return [r for r in self._stack if r is not None]
 
     def end(self, token: int, error: str | None = None) -> None:
         """Close the event opened with ``token`` (and, defensively, anything left open above it)."""
         now = time.perf_counter_ns() - self._t0
         while len(self._stack) > token:
             record = self._stack.pop()
+            self._parents.pop()
             if record is not None:
                 record.duration_ns = now - record.start_ns
                 if error is not None and record.error is None:
@@ -274,8 +284,10 @@ class TraceHandle:
         try:
             self._uninstall()
         finally:
-            text = None if exc is None else _exception_text(exc)
-            self.recorder.close_all(None if exc is None else f"{type(exc).__name__}: {exc}")
+            # sys.exit(0) ends a script normally: not an exception worth reporting.
+            clean_exit = isinstance(exc, SystemExit) and exc.code in (0, None)
+            text = None if exc is None or clean_exit else _exception_text(exc)
+            self.recorder.close_all(None if text is None or exc is None else f"{type(exc).__name__}: {exc}")
             self.trace = self.recorder.build(exception=text, meta=self.meta)
             if self.out_dir is not None:
                 try:

@@ -49,7 +49,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from .patching import PatchSet
 from .recorder import Record, Recorder
 from .trace import SourceLocation
-from .values import tensor_info, tensor_infos, tensor_kwargs
+from .values import tensor_info, tensor_infos
 
 __all__ = ["install"]
 
@@ -128,6 +128,7 @@ class _Runtime:
         self.generation: _Generation | None = None
         self._forward_sources: dict[type, SourceLocation | None] = {}
         self._hook_sources: dict[int, SourceLocation | None] = {}
+        self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
 
     # -- module paths -------------------------------------------------------------------
     def _learn(self, root: torch.nn.Module) -> None:
@@ -165,7 +166,7 @@ class _Runtime:
         path = self._path(module)
         frame = _Frame(module, path)
         parent = self.frames[-1] if self.frames else None
-        layer_id = getattr(module, "layer_id", None)
+        layer_id = module.__dict__.get("layer_id")  # SAT layers, attention, MLP (no __getattr__ miss)
         frame.layer_id = layer_id if isinstance(layer_id, int) else (parent.layer_id if parent else None)
         if isinstance(module, self.BaseModel):
             if self.generation is not None and not self.frames:
@@ -200,13 +201,29 @@ class _Runtime:
             data = frame.record.data
             data["inputs"] = tensor_infos(args)
             data["outputs"] = tensor_infos(result) if error is None else []
-            data["kwargs"] = tensor_kwargs(kwargs)
+            data["kwargs"] = self._kwargs_infos(kwargs)
         if frame.token >= 0:
             self.rec.end(frame.token, error)
         if frame.wrapped is not None:
             self._restore_hooks(frame)
         if frame.step_token >= 0 or frame.suppressing:
             self._end_step(frame, kwargs, error)
+        if not self.frames:
+            self._kwarg_cache.clear()  # drop the references once the outermost forward is done
+
+    def _kwargs_infos(self, kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """``tensor_kwargs`` with one TensorInfo per tensor per outermost forward: SAT hands the
+        same masks and ids to every layer, attention and MLP, so most are repeats. Keyed by the
+        tensor object, which the caller's kwargs keep alive for the whole forward."""
+        cache = self._kwarg_cache
+        out: dict[str, dict[str, Any]] = {}
+        for name, value in kwargs.items():
+            if isinstance(value, torch.Tensor):
+                hit = cache.get(id(value))
+                if hit is None or hit[0] is not value:
+                    hit = cache[id(value)] = (value, tensor_info(value))
+                out[name] = hit[1]
+        return out
 
     # -- SAT hooks ----------------------------------------------------------------------
     def _swap_hooks(self, frame: _Frame) -> None:

@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 __all__ = ["MetaWithValues", "ShapeRun", "cogvlm_inputs", "record_shapes"]
 
@@ -44,6 +44,18 @@ _INDEXING = (torch.Tensor.__getitem__, torch.Tensor.__setitem__)
 
 def _is_meta(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.device.type == "meta"
+
+
+def _has_meta(values: Iterable[Any]) -> bool:
+    """Any meta tensor among ``values`` or one level inside a list/tuple (``torch.cat``'s
+    argument); cheaper than flattening every call's arguments with pytree."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if value.device.type == "meta":
+                return True
+        elif isinstance(value, (list, tuple)) and any(_is_meta(v) for v in value):
+            return True
+    return False
 
 
 def _to_meta(x: Any) -> Any:
@@ -81,8 +93,7 @@ class MetaWithValues(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        flat, _ = tree_flatten((args, kwargs))
-        if not any(_is_meta(x) for x in flat):
+        if not _has_meta(args) and not _has_meta(kwargs.values()):
             return func(*args, **kwargs)
         if func is torch.Tensor.type_as and args and not _is_meta(args[0]):
             return args[0].to(dtype=args[1].dtype)

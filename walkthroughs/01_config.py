@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Importing SAT takes a few seconds: it pulls in deepspeed and transformers at import time.
     w.say("Importing SAT (a few seconds: it imports deepspeed and transformers)…",
           "正在导入 SAT（需要几秒：它在导入时会加载 deepspeed 和 transformers）……")
-    from sat.arguments import overwrite_args_by_dict, update_args_with_file
+    from sat.arguments import _simple_init, overwrite_args_by_dict, update_args_with_file
     from sat.model.base_model import BaseModel
 
     from tracer.cogvlm.build import inference_args
@@ -155,6 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
            "文章里还设置了 skip_init=True 和 device='cuda'。skip_init 让权重保持未初始化的内存，等 "
            "load_checkpoint 来填：有权重文件时没问题，没有时就会得到 NaN。")
 
+    w.say("SAT reads the same environment variables itself when BaseModel.__init__ sets up "
+          "torch.distributed in model-only mode (that is why launch.json sets RANK/WORLD_SIZE/LOCAL_RANK):",
+          "BaseModel.__init__ 以 model-only 模式初始化 torch.distributed 时，SAT 自己也会读取这些环境变量"
+          "（所以 launch.json 里设置了 RANK/WORLD_SIZE/LOCAL_RANK）：")
+    w.source(_simple_init, focus="args.rank = int(os.getenv('RANK', '0'))", before=1, after=3)
+
     # The toolkit's own builder does exactly these four moves; check that we agree with it.
     ours = vars(inference_args(config, device="cpu"))
     differ = [k for k in ARCH_KEYS if ours.get(k) != getattr(args, k, None)]
@@ -175,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             origin = w.t("environment", "环境设置")
         rows.append((key, short_repr(final, 40), origin))
     w.table([w.t("key", "键"), w.t("final value", "最终值"), w.t("set by", "来源")], rows)
+    w.say("These are the values BaseModel.__init__ hands to the transformer (walkthrough 02):",
+          "BaseModel.__init__ 把这些值交给 transformer（见演练 02）：")
+    w.source(BaseModel.__init__, focus="num_layers=args.num_layers", before=1, after=4)
     eva = args.eva_args
     w.say(f"The vision tower's settings stay one dict (eva_args): {eva['num_layers']} layers x "
           f"{eva['hidden_size']}, image {eva['image_size']}, patch {eva['patch_size']} -> "

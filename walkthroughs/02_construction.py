@@ -21,7 +21,7 @@ time, so whoever holds the hook at the end decides what the layer computes.
 This script watches the chain happen: it temporarily wraps the ``__init__`` of every model
 and mixin class, and ``BaseModel.add_mixin`` / ``del_mixin``, to print each call with the
 parameter count and the hook table before and after. (``cogtrace build CONFIG`` records the
-same calls with the toolkit's tracer; here the spying is done by hand so you can see how.)
+same calls with the toolkit's tracer — step 6 shows its record; steps 1-5 spy by hand so you can see how.)
 
 Run:    python walkthroughs/02_construction.py [--lang zh] [--no-pause] [--config DIR]
 Debug:  VS Code -> "Walkthrough 02: construction"; break in sat/model/base_model.py add_mixin

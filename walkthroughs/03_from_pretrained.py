@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory = config.directory  # a real checkpoint folder was given
     else:
         directory = checkpoint.generated_checkpoint(config)  # tiny: made from the seed once, cached
-    w.value("directory", directory)
+    w.value(w.t("directory", "目录"), directory)
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         w.print(f"    {str(path.relative_to(directory)):<36} {path.stat().st_size:>12,} bytes")
     w.value("latest", repr((directory / "latest").read_text().strip()))

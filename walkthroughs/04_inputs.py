@@ -99,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     image = open_image(opts.image)
     processor = get_image_processor(eva["image_size"][0])
     pixels = processor(image)["image"]  # (1, 3, H, W)
-    w.value("image file", f"{opts.image}  {image.size[0]}x{image.size[1]} {image.mode}")
+    w.value(w.t("image file", "图像文件"), f"{opts.image}  {image.size[0]}x{image.size[1]} {image.mode}")
     w.value("processor(image)['image'].shape", tuple(pixels.shape))
-    w.value("per-channel mean after normalising", [round(v, 3) for v in pixels.mean(dim=(0, 2, 3)).tolist()])
+    w.value(w.t("per-channel mean after normalising", "归一化后各通道的均值"), [round(v, 3) for v in pixels.mean(dim=(0, 2, 3)).tolist()])
     side = eva["image_size"][0] // eva["patch_size"]
     w.say(f"EVA cuts it into {eva['patch_size']}x{eva['patch_size']} patches: {side} x {side} = {side * side} "
           f"patches, plus one CLS token that its final mixin drops -> {image_length} image embeddings.",
@@ -119,9 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Position ids are made the way filling_sequence asks for them: get_func(seq) on the sequence.
     _, _, position_ids = masks_and_position_ids(input_ids, inputs["image_rope_mask"])  # (1, S)
     masks = {name: inputs[name][0].tolist() for name in ("image_embed_mask", "vision_expert_mask", "image_rope_mask")}
-    w.value("prompt", repr(prompt))
-    w.value("sequence length S", f"{len(input_ids)} = 1 (BOS) + {image_length + 2} (boi, image, eoi) + "
-            f"{len(input_ids) - image_length - 3} (text)")
+    w.value(w.t("prompt", "提示"), repr(prompt))
+    w.value(w.t("sequence length S", "序列长度 S"),
+            f"{len(input_ids)} = 1 (BOS) + {image_length + 2} (boi, image, eoi) + "
+            f"{len(input_ids) - image_length - 3} ({w.t('text', '文本')})")
 
     def row(label: str, index: str, i: int) -> tuple[str, ...]:
         return (index, label, str(int(input_ids[i])), str(masks["image_embed_mask"][i]),

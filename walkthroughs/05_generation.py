@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     input_ids = inputs.pop("input_ids")[0]  # (C,)
     context = len(input_ids)
     seq = torch.cat([input_ids, torch.full((opts.new_tokens,), -1, dtype=input_ids.dtype)])  # (C + N,)
-    w.value("seq.shape", f"{tuple(seq.shape)}  = {context} prompt tokens + {opts.new_tokens} x -1")
+    w.value("seq.shape", f"{tuple(seq.shape)}  = {context} " + w.t("prompt tokens", "个提示 token") + f" + {opts.new_tokens} x -1")
     strategy = BaseStrategy(temperature=0.8, top_p=0.4, top_k=1, end_tokens=[tokenizer.eos_token_id],
                             invalid_slices=text_processor.invalid_slices)
     w.source(BaseStrategy.forward, focus="logits = top_k_logits(logits, self.topk, self.top_p)", before=3, after=3)
@@ -161,8 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     generated = output[0, context:].tolist()
     text = tokenizer.decode(output[0].tolist())
     response = text.split(text_processor.sep)[-1].strip()  # chat(): keep what follows ' Answer:'
-    w.value("generated ids", generated)
-    w.value("response", repr(response))
+    w.value(w.t("generated ids", "生成的 id"), generated)
+    w.value(w.t("response", "回答"), repr(response))
     result = chat(opts.image, model, text_processor, image_processor, opts.query,
                   options=SamplingOptions(max_length=context + opts.new_tokens, top_k=1))
     w.value("chat(...).response", repr(result.response))

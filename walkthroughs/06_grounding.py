@@ -72,12 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     query = grounding_prompt("caption_with_box")
     context = text_processor(text_processor.history_to_prompt(query))["input_ids"].shape[1]  # prompt tokens
     result = chat(image, model, text_processor, get_image_processor(args.eva_args["image_size"][0]), query,
-                  options=SamplingOptions(max_length=context + 16, top_k=1))  # room for 16 new tokens
-    w.value("prompt", repr(result.prompt))
+                  options=SamplingOptions(max_length=context + 8, top_k=1))  # room for 8 new tokens
+    w.value(w.t("prompt", "提示"), repr(result.prompt))
     # With 'base' the answer is everything after the last image slot, i.e. the request itself
     # plus the continuation (upstream's behaviour); show only what the model generated.
-    w.value(f"generated ({len(result.generated_ids)} tokens)", repr(tokenizer.decode(result.generated_ids)[:80]))
-    w.value("boxes found", len(parse_grounding(tokenizer.decode(result.generated_ids)).boxes))
+    w.value(w.t(f"generated ({len(result.generated_ids)} tokens)", f"生成的内容（{len(result.generated_ids)} 个 token）"), repr(tokenizer.decode(result.generated_ids)[:80]))
+    w.value(w.t("boxes found", "找到的框"), len(parse_grounding(tokenizer.decode(result.generated_ids)).boxes))
     w.note("Random weights never write a well-formed box. The next step uses an answer in the real "
            "checkpoint's format instead; everything after chat() is the same code.",
            "随机权重不会生成格式正确的框。下一步改用真实权重格式的回答；chat() 之后的代码完全相同。")
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2. parse a real-format answer and draw it
     # ----------------------------------------------------------------------------------------
     w.step("Parse the boxes, map 000–999 to pixels, draw", "解析框，把 000–999 映射到像素，画出来")
-    w.value("answer", CRAFTED_ANSWER)
+    w.value(w.t("answer", "回答"), CRAFTED_ANSWER)
     grounding = parse_grounding(CRAFTED_ANSWER)
     width, height = image.size
     rows = []
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. malformed boxes are reported, not drawn
     # ----------------------------------------------------------------------------------------
     w.step("Malformed boxes", "格式错误的框")
-    w.value("answer", MALFORMED_ANSWER)
+    w.value(w.t("answer", "回答"), MALFORMED_ANSWER)
     bad = parse_grounding(MALFORMED_ANSWER)
     for reason in bad.rejected:
         w.print(f"    ✗ {reason}")

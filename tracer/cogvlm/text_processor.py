@@ -2,15 +2,15 @@
 
 This is the behaviour of upstream's ``llama2_text_processor_inference`` (``utils/utils/
 language.py`` in THUDM/CogVLM), written afresh with the layout spelled out. For one image
-of ``L`` tokens a prompt becomes::
+of ``L`` tokens (the usual case: every template starts with the image) a prompt becomes::
 
-    index:     0     p     p+1 ... p+L   p+L+1   p+L+2 ...
-    token:   [BOS] [boi]  L image slots  [eoi]   text of the prompt ...
-    ids:       1     0       0 ... 0       0     encode(text)
-    image_embed_mask   1       1 ... 1       1        (L+2: filled from the vision tower)
-    vision_expert_mask 1       1 ... 1       0        (L+1: use the vision-expert weights)
-    image_rope_mask    0       1 ... 1       0        (L:   share one rotary position)
-    position_ids  0    1       2 ... 2       3     4, 5, ...
+    index               0      1      2 ... L+1       L+2    L+3 ...
+    token               [BOS]  [boi]  L image slots   [eoi]  text of the prompt
+    input_ids           1      0      0 ... 0         0      encode(text)
+    image_embed_mask    0      1      1 ... 1         1      0 ...   (L+2: filled by the vision tower)
+    vision_expert_mask  0      1      1 ... 1         0      0 ...   (L+1: vision-expert weights)
+    image_rope_mask     0      0      1 ... 1         0      0 ...   (L: one shared rotary position)
+    position_ids        0      1      2 ... 2         3      4, 5, ...
 
 ``<EOI>`` in a prompt marks where an image goes (every template starts with it). The
 image slots hold id 0 (``<unk>``); :class:`~tracer.cogvlm.mixins.ImageMixin` overwrites

@@ -150,12 +150,21 @@ class LlamaTokenizerAdapter(Tokenizer):
             raise UserError(f"{path}: no such tokenizer directory (expected e.g. a vicuna-7b-v1.5 download)")
         if not any((path / name).is_file() for name in ("tokenizer.model", "tokenizer.json")):
             raise UserError(f"{path}: no tokenizer.model or tokenizer.json in this directory")
+        model_file = path / "tokenizer.model"
+        if model_file.is_file():
+            # Check it ourselves first: transformers would log a long fallback story, then fail.
+            import sentencepiece as spm
+
+            try:
+                spm.SentencePieceProcessor(model_file=str(model_file))
+            except (OSError, RuntimeError) as e:
+                raise UserError(f"{model_file}: not a SentencePiece model ({e})") from e
         from transformers import LlamaTokenizer
 
         try:
             # local_files_only: a path must never turn into a download attempt.
             self.hf: Any = LlamaTokenizer.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, RuntimeError) as e:
+        except Exception as e:  # a third-party loader: OSError, ValueError, parser errors ...
             raise UserError(f"{path}: transformers cannot load this tokenizer ({e.__class__.__name__}: {e})") from e
         self.path = path
         self.unk_token_id = int(self.hf.unk_token_id)

@@ -238,8 +238,8 @@ def failures(checks: Sequence[Check]) -> list[Check]:
 
 
 def run(args: argparse.Namespace) -> int:
+    print("cogtrace doctor: checking this machine for cogvlm-tracer", flush=True)
     checks = run_checks(import_sat=not args.no_import)
-    print("cogtrace doctor: checking this machine for cogvlm-tracer")
     for check in checks:
         print(format_check(check))
     failed = failures(checks)
