@@ -98,7 +98,7 @@ def test_trace_without_token_layout(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_failure_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that dies halfway keeps the old file and leaves no temporary file."""
-    from tracer.render import files
+    from tracer import files
 
     target = tmp_path / "report.html"
     target.write_text("old")

@@ -54,6 +54,9 @@ EXPECTED_ZH = ["步骤 1", "完成", "sat/arguments.py:468", "17,639,685,376", "
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(TMPDIR=str(tmp), PYTHONIOENCODING="utf-8", COLUMNS="120")
+    # Generated tiny checkpoints go to the session's private cache, as in conftest.py (the
+    # module fixture below runs before conftest's per-test fixture sets COGTRACE_CACHE).
+    env["COGTRACE_CACHE"] = str(tmp.parent / "cogtrace-cache")
     # Neither language must come from the test machine's locale: --lang decides.
     for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
         env.pop(var, None)

@@ -53,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.say("Importing torch and SAT (a few seconds)…", "正在导入 torch 和 SAT（需要几秒）……")
     import torch
     from sat.generation.autoregressive_sampling import filling_sequence
+    from sat.model.official.vit_model import ImagePatchEmbeddingMixin
 
     from tracer.cogvlm import mixins
     from tracer.cogvlm.config import load_config
-    from tracer.cogvlm.image_processor import get_image_processor, open_image
+    from tracer.cogvlm.image_processor import ImageProcessor, get_image_processor, open_image
     from tracer.cogvlm.text_processor import TextProcessor, history_to_prompt, masks_and_position_ids
     from tracer.cogvlm.tokenizer import VERSIONS, tokenizer_for_config
 
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2. prompt templates (the --version of cli_demo.py)
     # ----------------------------------------------------------------------------------------
     w.step("Prompt templates and history", "提示模板与对话历史")
+    w.source(history_to_prompt, focus="if version == \"base\":", before=0, after=10)
     history = [("What is in the picture?", "Four shapes.")]
     for version in VERSIONS:
         w.print(f"  {version:<9} {history_to_prompt(version, opts.query, history)!r}")
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.step("Image processing", "图像预处理")
     image = open_image(opts.image)
     processor = get_image_processor(eva["image_size"][0])
+    w.source(ImageProcessor.to_tensor, lines=7)
     pixels = processor(image)["image"]  # (1, 3, H, W)
     w.value(w.t("image file", "图像文件"), f"{opts.image}  {image.size[0]}x{image.size[1]} {image.mode}")
     w.value("processor(image)['image'].shape", tuple(pixels.shape))
@@ -107,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"patches, plus one CLS token that its final mixin drops -> {image_length} image embeddings.",
           f"EVA 把图像切成 {eva['patch_size']}x{eva['patch_size']} 的 patch：{side} x {side} = {side * side} 个，"
           f"再加一个 CLS token（被其 final mixin 丢弃）-> {image_length} 个图像嵌入。")
+    # In SAT, the patches are cut by the vision tower's word_embedding_forward hook: a strided Conv2d.
+    w.source(ImagePatchEmbeddingMixin.word_embedding_forward, focus="embeddings = self.proj(images)",
+             before=1, after=4)
 
     # ----------------------------------------------------------------------------------------
     # 4. the token layout

@@ -23,15 +23,15 @@ partial ``output.png``.
 from __future__ import annotations
 
 import colorsys
-import os
+import io
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UserError
+from ..files import write_atomic
 
 __all__ = ["Box", "GroundedPhrase", "Grounding", "draw_grounding", "parse_grounding", "save_atomically",
            "save_grounding"]
@@ -201,12 +201,6 @@ def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -
     return Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it, then restore it
-    os.umask(mask)
-    return mask
-
-
 def save_atomically(image: Image.Image, path: str | Path) -> Path:
     """Write ``image`` as PNG to ``path`` so that ``path`` is either the old file or the whole new one."""
     path = Path(path)
@@ -215,16 +209,9 @@ def save_atomically(image: Image.Image, path: str | Path) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"--output {path}: folder {folder} does not exist")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue())
 
 
 def save_grounding(image: Image.Image, response: str, path: str | Path = "output.png") -> Grounding:

@@ -105,7 +105,7 @@ def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render.files import write_atomic
+    from ..files import write_atomic
 
     if args.width < 40:
         raise UserError(f"--width {args.width}: expected at least 40 columns")

@@ -84,9 +84,9 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
     """Every view of ``trace`` as files in ``out``; diagrams are skipped (with a note) if
     Graphviz is missing, and views a trace has no data for (steps, tokens of a construction
     trace) are left out, so the text views and the report still appear."""
+    from ..files import write_atomic
     from ..render.calls import render_calls
     from ..render.diagrams import GraphvizMissing, architecture_dot, calls_dot, modules_dot, to_png, to_svg
-    from ..render.files import write_atomic
     from ..render.hooks import render_hooks
     from ..render.modules import render_modules
     from ..render.report import render_html
