@@ -69,28 +69,31 @@ def profile_workload(workload: str, config: str, out_dir: str, text_path: str) -
     _run(workload, config, root / "profiled")
     profiler.stop()
     seconds = time.perf_counter() - start
-    Path(text_path).write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
 
     session = profiler.last_session
     frame = session.root_frame() if session is not None else None
     ours: dict[str, float] = {}
     packages: dict[str, float] = {}
-    stack = [frame] if frame is not None else []
+    # pyinstrument keeps a frame's own time in synthetic "[self]" leaves under it: charge each
+    # leaf's time to the nearest real frame above it.
+    stack = [(frame, frame)] if frame is not None else []
     while stack:
-        f = stack.pop()
-        stack.extend(f.children)
-        # Self time = the frame's time minus its children's (pyinstrument's total_self_time also
-        # folds in synthetic children, which are visited here themselves).
+        f, owner = stack.pop()
+        if not f.is_synthetic:
+            owner = f
+        stack.extend((c, owner) for c in f.children)
         self_time = f.time - sum(c.time for c in f.children)
         if self_time <= 0:
             continue
-        path = f.file_path or ""
+        path = owner.file_path or ""
         package = _package(path)
         packages[package] = packages.get(package, 0.0) + self_time
         if package == "tracer (recording)":
-            key = f"{f.function} ({f.file_path_short}:{f.line_no})"
+            key = f"{owner.function} ({owner.file_path_short}:{owner.line_no})"
             ours[key] = ours.get(key, 0.0) + self_time
     total = sum(packages.values()) or 1.0
+
+    Path(text_path).write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
 
     def top(table: dict[str, float], n: int) -> list[tuple[str, float, float]]:
         return [(name, t, t / total) for name, t in sorted(table.items(), key=lambda kv: -kv[1])[:n]]

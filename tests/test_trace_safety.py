@@ -156,3 +156,30 @@ def test_other_threads_are_not_recorded(tiny: Any) -> None:
         worker.start()
         worker.join()
     assert handle.trace is not None and handle.trace.events == ()
+
+
+def test_patchset_swaps_code_in_place_and_undoes() -> None:
+    """The patching primitive: same function object, closure kept, idempotent, exact undo."""
+    from tracer.patching import PatchSet
+
+    factor = 3
+
+    def scaled(x: int, *, bias: int = 1) -> int:
+        return x * factor + bias  # a closure: the trampoline must keep the cell count
+
+    alias = scaled
+    code, kwdefaults = scaled.__code__, scaled.__kwdefaults__
+    calls: list[tuple[Any, ...]] = []
+
+    def make(original: Callable[..., int]) -> Callable[..., int]:
+        def wrapper(*args: Any, **kwargs: Any) -> int:
+            calls.append(args)
+            return original(*args, **kwargs)
+        return wrapper
+
+    patches = PatchSet()
+    assert patches.swap_code(scaled, make) and not patches.swap_code(scaled, make)  # idempotent
+    assert alias(2) == 7 and alias(2, bias=0) == 6 and calls == [(2,), (2,)]
+    patches.undo()
+    patches.undo()
+    assert scaled.__code__ is code and scaled.__kwdefaults__ is kwdefaults and alias(2) == 7 and len(calls) == 2

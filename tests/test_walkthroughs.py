@@ -184,3 +184,11 @@ def test_eof_on_stdin_stops_pausing(common: object) -> None:
     w.step("two", "二")  # EOF at this pause: no one is there, so run on
     w.step("three", "三")
     assert not w.pausing and out.getvalue().count("[Enter ⏎]") == 1
+
+
+@pytest.mark.parametrize("name", ["01_config.py", "02_construction.py", "03_from_pretrained.py", "04_inputs.py"])
+def test_bad_config_is_one_line_before_importing_sat(tmp_path: Path, name: str) -> None:
+    proc = _run([str(WALKTHROUGHS / name), "--no-pause", "--config", str(tmp_path / "nowhere")], tmp_path)
+    assert proc.returncode == 2
+    assert "no such config" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Importing" not in proc.stdout  # stopped before the slow SAT import

@@ -91,6 +91,7 @@ class _Construction:
         self._defaults: dict[type, dict[str, Any] | None] = {}
         self._classes: set[type] = set()
         self._reference: type | None = None  # class whose defaults explain a bare Namespace
+        self._namespaces: dict[int, tuple[Any, Any, dict[str, Any], str, dict[str, str]]] = {}
 
     # -- installing ---------------------------------------------------------------------
     def install(self) -> None:
@@ -169,15 +170,21 @@ class _Construction:
                 return original(*args, **kwargs)  # the subclass's own __init__ is the event
             # Frame 0 is this wrapper, 1 the trampoline in the patched function, 2 its caller.
             source = _source(sys._getframe(2))
-            data, state = construction._before(func, original, kind, short_name, defined_at, args, kwargs)
+            try:
+                data, state = construction._before(func, original, kind, short_name, defined_at, args, kwargs)
+            except Exception as e:  # noqa: BLE001 - a summary we cannot make must not break the call
+                data, state = _unsummarised(short_name, defined_at, e), {"failed": True}
             token, record = rec.begin("construction", qualname, data, source, subject=subject)
             try:
                 result = original(*args, **kwargs)
             except BaseException as e:
                 rec.end(token, error=f"{type(e).__name__}: {e}")
                 raise
-            if record is not None:
-                construction._after(record, short_name, kind, args, result, state)
+            if record is not None and "failed" not in state:
+                try:
+                    construction._after(record, short_name, kind, args, result, state)
+                except Exception as e:  # noqa: BLE001 - as above
+                    record.data["trace_error"] = f"{type(e).__name__}: {e}"
             rec.end(token)
             return result
 
@@ -211,6 +218,17 @@ class _Construction:
         return None
 
     def _namespace(self, ns: argparse.Namespace, reference: type | None) -> tuple[str, dict[str, str]]:
+        # The same Namespace goes to get_model and each __init__ of the chain: summarise it
+        # again only if its contents (or the class it is compared with) changed.
+        snapshot = dict(vars(ns))
+        cached = self._namespaces.get(id(ns))
+        if cached is not None and cached[0] is ns and cached[1] is reference and cached[2] == snapshot:
+            return cached[3], cached[4]
+        text, diff = self._summarise(ns, reference)
+        self._namespaces[id(ns)] = (ns, reference, snapshot, text, diff)
+        return text, diff
+
+    def _summarise(self, ns: argparse.Namespace, reference: type | None) -> tuple[str, dict[str, str]]:
         defaults = self.defaults(reference)
         diff = namespace_diff(ns, defaults)
         body = ", ".join(f"{k}={v}" for k, v in diff.items())
@@ -263,7 +281,13 @@ class _Construction:
             else:
                 mixin = model.mixins[mixin_name] if mixin_name in getattr(model, "mixins", {}) else None
             data["mixin_class"] = None if mixin is None else type(mixin).__name__
-            data["params_before"] = _count(model)
+            seen: set[int] = set()
+            data["params_before"] = count_parameters(model, seen)
+            if (func is self.BaseModel.__dict__.get("add_mixin") and isinstance(mixin, self.BaseMixin)
+                    and not bound.get("reinit")):
+                # SAT's add_mixin only registers the mixin (reinit=False): what it adds is the
+                # mixin's parameters that the model does not hold already.
+                state["params_after"] = data["params_before"] + count_parameters(mixin, seen)
             data["hooks_before"] = dict(getattr(model, "hook_origins", {}))
         return data, state
 
@@ -287,7 +311,7 @@ class _Construction:
         else:
             data["result"] = short(result)
         if short_name in _MIXIN_METHODS and kind == "method" and args:
-            data["params_after"] = _count(args[0])
+            data["params_after"] = state["params_after"] if "params_after" in state else _count(args[0])
             data["hooks_after"] = dict(getattr(args[0], "hook_origins", {}))
         model = None
         if short_name == "get_model":
@@ -334,6 +358,11 @@ class _Construction:
                     if id(obj) in path_map:
                         record.data["model_path"] = path_map[id(obj)]
                         break
+
+
+def _unsummarised(short_name: str, defined_at: str, error: Exception) -> dict[str, Any]:
+    return {"function": short_name, "owner": None, "model_path": None, "args": {}, "defined_at": defined_at,
+            "trace_error": f"{type(error).__name__}: {error}"}
 
 
 def _bind(code: types.CodeType, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class Recorder:
     # Models seen (construction roots, runtime roots), in order, by weak reference. The first
     # is the trace's primary model (its module tree and hook table go into the trace): that
     # one is held strongly until the trace is built, so a script that drops its model before
-    # the block ends still gets them. No other model is kept alive by a recording.
+    # the block ends still gets them. Everything else the recording holds on to (the runtime's
+    # per-model hook wrappers) is released when the block exits.
     models: list[weakref.ref] = field(default_factory=list)
     _primary: Any = None
     finalizers: list[Callable[[Recorder], None]] = field(default_factory=list)

@@ -129,6 +129,7 @@ class _Runtime:
         self._forward_sources: dict[type, SourceLocation | None] = {}
         self._hook_sources: dict[int, SourceLocation | None] = {}
         self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+        self._wrapped_hooks: dict[int, tuple[Any, dict, str, dict]] = {}
 
     # -- module paths -------------------------------------------------------------------
     def _learn(self, root: torch.nn.Module) -> None:
@@ -199,9 +200,12 @@ class _Runtime:
             error = "error" if exc is None else f"{type(exc).__name__}: {exc}"
         if frame.record is not None:
             data = frame.record.data
-            data["inputs"] = tensor_infos(args)
-            data["outputs"] = tensor_infos(result) if error is None else []
-            data["kwargs"] = self._kwargs_infos(kwargs)
+            try:
+                data["inputs"] = tensor_infos(args)
+                data["outputs"] = tensor_infos(result) if error is None else []
+                data["kwargs"] = self._kwargs_infos(kwargs)
+            except Exception as e:  # noqa: BLE001 - an odd tensor subclass must not break the forward
+                data["trace_error"] = f"{type(e).__name__}: {e}"
         if frame.token >= 0:
             self.rec.end(frame.token, error)
         if frame.wrapped is not None:
@@ -231,9 +235,16 @@ class _Runtime:
         original = model.__dict__.get("hooks")
         if not isinstance(original, dict):
             return
-        origins: dict[str, str] = getattr(model, "hook_origins", {}) or {}
-        wrapped = {name: self._wrap(model, frame.path, name, fn, origins.get(name, "model"))
-                   for name, fn in original.items()}
+        # The wrapped dict is reused while the model keeps the same hooks dict (SAT builds a new
+        # one in collect_hooks_, i.e. on every add_mixin/del_mixin): one per model, not per step.
+        cached = self._wrapped_hooks.get(id(model))
+        if cached is not None and cached[0] is model and cached[1] is original and cached[2] == frame.path:
+            wrapped = cached[3]
+        else:
+            origins: dict[str, str] = getattr(model, "hook_origins", {}) or {}
+            wrapped = {name: self._wrap(model, frame.path, name, fn, origins.get(name, "model"))
+                       for name, fn in original.items()}
+            self._wrapped_hooks[id(model)] = (model, original, frame.path, wrapped)
         model.__dict__["hooks"] = wrapped
         frame.swapped, frame.wrapped = original, wrapped
 
@@ -322,11 +333,14 @@ class _Runtime:
             raise
         self.hook_frames.pop()
         data["weights"] = hook_frame.weights
-        data["inputs"] = tensor_infos(shown)
-        data["outputs"] = tensor_infos(result)
-        mask = kwargs.get(EXPERT_MASK)
-        if isinstance(mask, torch.Tensor):
-            data["branch"] = self._branch(mask, hook_frame.weights, frame)
+        try:
+            data["inputs"] = tensor_infos(shown)
+            data["outputs"] = tensor_infos(result)
+            mask = kwargs.get(EXPERT_MASK)
+            if isinstance(mask, torch.Tensor):
+                data["branch"] = self._branch(mask, hook_frame.weights, frame)
+        except Exception as e:  # noqa: BLE001 - never fail the traced call for a summary
+            data["trace_error"] = f"{type(e).__name__}: {e}"
         self.rec.end(token)
         return result
 
@@ -469,6 +483,8 @@ class _Runtime:
                 self.rec.suppress -= 1
         self.hook_frames.clear()
         self.generation = None
+        self._wrapped_hooks.clear()
+        self._kwarg_cache.clear()
 
 
 def _caller(frame: types.FrameType) -> tuple[str, int, str]:

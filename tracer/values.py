@@ -39,7 +39,8 @@ def _dtype(dtype: torch.dtype) -> str:
 
 def tensor_info(t: torch.Tensor) -> dict[str, Any]:
     """The JSON form of :class:`tracer.trace.TensorInfo` (built directly: this runs per call)."""
-    return {"shape": list(t.shape), "dtype": _dtype(t.dtype), "device": t.device.type}
+    device = "cpu" if t.is_cpu else ("meta" if t.is_meta else t.device.type)  # is_cpu: no device object
+    return {"shape": list(t.shape), "dtype": _dtype(t.dtype), "device": device}
 
 
 def tensor_infos(values: Any) -> list[dict[str, Any] | None]:
@@ -62,11 +63,16 @@ def _clip(text: str, limit: int = MAX_SHORT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def count_parameters(module: torch.nn.Module) -> int:
+def count_parameters(module: torch.nn.Module, seen_params: set[int] | None = None) -> int:
     """``sum(p.numel() for p in module.parameters())``, faster (construction events count a
     model's parameters before and after every add_mixin). Shared modules and parameters count
-    once, as in ``parameters()``; a module whose ``__init__`` has not run yet counts 0."""
-    seen_params: set[int] = set()
+    once, as in ``parameters()``; a module whose ``__init__`` has not run yet counts 0.
+
+    ``seen_params`` (ids) is filled with the parameters counted; parameters already in it are
+    skipped — so ``count_parameters(mixin, seen)`` after counting a model gives what adding
+    the mixin adds."""
+    if seen_params is None:
+        seen_params = set()
     seen_modules = {id(module)}
     total = 0
     stack = [module]

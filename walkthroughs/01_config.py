@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from _common import DEFAULT_CONFIG, Walkthrough, namespace_diff, short_repr
+from _common import DEFAULT_CONFIG, Walkthrough, namespace_diff, run, short_repr
 
 # The keys the model's constructors read to decide *what* to build. The rest of the Namespace
 # says *how* (dtype, device, dropout, checkpointing, distributed set-up).
@@ -59,16 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "演练 01 · 参数 Namespace：get_args → update_args_with_file → overwrite_args_by_dict")
 
     # Importing SAT takes a few seconds: it pulls in deepspeed and transformers at import time.
+    # Check the config before the slow SAT import: a wrong path is one clear line, at once.
+    from tracer.cogvlm.config import load_config
+
+    config = load_config(opts.config)
     w.say("Importing SAT (a few seconds: it imports deepspeed and transformers)…",
           "正在导入 SAT（需要几秒：它在导入时会加载 deepspeed 和 transformers）……")
     from sat.arguments import _simple_init, overwrite_args_by_dict, update_args_with_file
     from sat.model.base_model import BaseModel
 
     from tracer.cogvlm.build import inference_args
-    from tracer.cogvlm.config import load_config
     from tracer.cogvlm.model import CogVLMModel
 
-    config = load_config(opts.config)  # checks the file first: one clear line if it is wrong
     w.value("config", config.path)
 
     # ----------------------------------------------------------------------------------------
@@ -198,4 +200,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

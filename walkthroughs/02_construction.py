@@ -36,7 +36,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from _common import DEFAULT_CONFIG, Walkthrough, short_location
+from _common import DEFAULT_CONFIG, Walkthrough, run, short_location
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     w, opts = Walkthrough.from_argv(__doc__, argv, add_arguments)
     w.title("Walkthrough 02 · get_model → __init__ chain → add_mixin / del_mixin → hooks",
             "演练 02 · get_model → __init__ 调用链 → add_mixin / del_mixin → 钩子表")
+    # Check the config before the slow SAT import: a wrong path is one clear line, at once.
+    from tracer.cogvlm.config import load_config
+
+    config = load_config(opts.config)
     w.say("Importing SAT (a few seconds)…", "正在导入 SAT（需要几秒）……")
     import torch
     from sat.model.base_model import BaseMixin, BaseModel, get_model
@@ -140,11 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tracer.cogvlm import mixins as cogvlm_mixins
     from tracer.cogvlm.build import inference_args
-    from tracer.cogvlm.config import load_config
     from tracer.cogvlm.model import CogVLMModel
     from tracer.cogvlm.summary import parameter_table
 
-    config = load_config(opts.config)
     args = inference_args(config, device="cpu")  # walkthrough 01, in one call
     w.value("config", config.path)
 
@@ -262,4 +264,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

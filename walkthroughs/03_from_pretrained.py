@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from _common import DEFAULT_CONFIG, Walkthrough, watch_calls
+from _common import DEFAULT_CONFIG, Walkthrough, run, watch_calls
 
 # One weight to follow through both loads: the first language layer's fused QKV projection.
 PROBE = "transformer.layers.0.attention.query_key_value.weight"
@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     w, opts = Walkthrough.from_argv(__doc__, argv, add_arguments)
     w.title("Walkthrough 03 · from_pretrained → from_pretrained_base → get_model → load_checkpoint",
             "演练 03 · from_pretrained → from_pretrained_base → get_model → load_checkpoint")
+    # Check the config before the slow SAT import: a wrong path is one clear line, at once.
+    from tracer.cogvlm.config import load_config
+
+    config = load_config(opts.config)
     w.say("Importing SAT (a few seconds)…", "正在导入 SAT（需要几秒）……")
     import sat.model.base_model as base_model_module
     import torch
@@ -48,9 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sat.training.model_io import load_checkpoint
 
     from tracer.cogvlm import checkpoint
-    from tracer.cogvlm.config import load_config
 
-    config = load_config(opts.config)
     w.value("config", config.path)
 
     # Where from_pretrained_base looks its helpers up: the globals of sat.model.base_model.
@@ -154,4 +156,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

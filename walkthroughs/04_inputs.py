@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import DEFAULT_CONFIG, Walkthrough
+from _common import DEFAULT_CONFIG, Walkthrough, run
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
 
@@ -50,18 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     w, opts = Walkthrough.from_argv(__doc__, argv, add_arguments)
     w.title("Walkthrough 04 · tokenizer, templates, image processing, token layout and the three masks",
             "演练 04 · 分词器、提示模板、图像预处理、token 排布与三个掩码")
+    # Check the config before the slow SAT import: a wrong path is one clear line, at once.
+    from tracer.cogvlm.config import load_config
+
+    config = load_config(opts.config)
     w.say("Importing torch and SAT (a few seconds)…", "正在导入 torch 和 SAT（需要几秒）……")
     import torch
     from sat.generation.autoregressive_sampling import filling_sequence
     from sat.model.official.vit_model import ImagePatchEmbeddingMixin
 
     from tracer.cogvlm import mixins
-    from tracer.cogvlm.config import load_config
     from tracer.cogvlm.image_processor import ImageProcessor, get_image_processor, open_image
     from tracer.cogvlm.text_processor import TextProcessor, history_to_prompt, masks_and_position_ids
     from tracer.cogvlm.tokenizer import VERSIONS, tokenizer_for_config
 
-    config = load_config(opts.config)
     image_length = config.values["image_length"]  # L = (490 / 14)^2 = 1225 for the 490-px models
     eva = config.eva
 
@@ -193,4 +195,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

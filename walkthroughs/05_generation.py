@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_CONFIG, Walkthrough
+from _common import DEFAULT_CONFIG, Walkthrough, run
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
 
@@ -176,4 +176,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

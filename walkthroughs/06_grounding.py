@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import DEFAULT_CONFIG, Walkthrough
+from _common import DEFAULT_CONFIG, Walkthrough, run
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
 # What the grounding checkpoint answers for the sample picture, box by box (measured by hand on
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenizer = tokenizer_for_config(vars(args), None, "base")
     text_processor = TextProcessor(tokenizer, max_length=2048, image_length=args.image_length)
     query = grounding_prompt("caption_with_box")
+    w.source(chat, focus="output = filling_sequence(", before=3, after=3)  # walkthrough 05, in one call
     context = text_processor(text_processor.history_to_prompt(query))["input_ids"].shape[1]  # prompt tokens
     result = chat(image, model, text_processor, get_image_processor(args.eva_args["image_size"][0]), query,
                   options=SamplingOptions(max_length=context + 8, top_k=1))  # room for 8 new tokens
@@ -120,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from _common import Walkthrough
+from _common import Walkthrough, run
 
 FULL_CONFIG = "configs/full/cogvlm-grounding-generalist"
 GPU_GIB = 24  # the article's card (an RTX 3090/4090 class GPU: 24 GiB)
@@ -151,4 +151,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

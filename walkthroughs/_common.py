@@ -12,6 +12,9 @@ this module only does the *presentation*, so that the scripts themselves stay re
   Chinese, else ``en``. Every text is written twice, inline, next to the code it explains:
   ``w.say(en="...", zh="...")``.
 * :func:`namespace_diff` — what a SAT argument function changed in an ``argparse.Namespace``.
+* :func:`watch_calls` — a small, temporary function wrapper that prints nested calls (the
+  toolkit's tracer, :func:`tracer.trace`, is the full version of the same idea).
+* :func:`run` — calls a script's ``main()`` so that a user error is one line, not a traceback.
 
 Nothing here imports torch or SAT: the scripts import those themselves, visibly.
 """
@@ -41,6 +44,7 @@ __all__ = [
     "Walkthrough",
     "default_lang",
     "namespace_diff",
+    "run",
     "short_location",
     "short_repr",
     "watch_calls",
@@ -200,11 +204,12 @@ class Walkthrough:
         self.print(self.t(en, zh))
 
     def note(self, en: str, zh: str) -> None:
-        """A side remark (a trap, a reason), printed dimmed."""
+        """A side remark (a trap, a reason), set off in colour."""
         self.print("  ↳ " + self.t(en, zh), "yellow")
 
     def value(self, label: str, value: Any) -> None:
-        """One ``label = value`` line (labels are code names, so they are not translated)."""
+        """One ``label = value`` line. Labels that are code names stay as they are; pass
+        ``w.t(en, zh)`` for a label that is prose."""
         self.print(f"  {label} = {value}")
 
     def done(self, en: str = "Done.", zh: str = "完成。") -> None:
@@ -277,9 +282,19 @@ class Walkthrough:
         self.console.print(table)
 
 
-def repo_path(*parts: str) -> Path:
-    """A path inside the repository, whatever the current directory is."""
-    return REPO.joinpath(*parts)
+def run(main: Callable[[], int]) -> int:
+    """Call a walkthrough's ``main()``: a user error (bad --config, missing image) is one line,
+    Ctrl+C is a quiet stop; anything else is a real bug and keeps its traceback."""
+    from tracer.errors import UserError  # light: no torch, no SAT
+
+    try:
+        return main()
+    except UserError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+        return 130
 
 
 # --------------------------------------------------------------------------------------------
