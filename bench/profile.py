@@ -54,6 +54,8 @@ def _package(path: str) -> str:
         return "bench"
     if path.startswith("<"):
         return path  # <cogtrace trampoline>, <string>, <built-in>
+    if "json" in parts:
+        return "python stdlib: json (trace files)"
     return "python stdlib" if "lib" in parts else path
 
 
