@@ -8,15 +8,15 @@ import sys
 
 from fixtures.render_support import TRACES
 
-MODULES = ["architecture", "calls", "common", "diagrams", "files", "hooks", "modules", "report", "steps",
-           "terminal", "tokens"]
+MODULES = ["render.architecture", "render.calls", "render.common", "render.diagrams", "files", "render.hooks",
+           "render.modules", "render.report", "render.steps", "render.terminal", "render.tokens"]
 
 
 def test_render_modules_and_command_import_no_torch() -> None:
     code = f"""
 import importlib, json, sys
 for name in {MODULES!r}:
-    importlib.import_module("tracer.render." + name)
+    importlib.import_module("tracer." + name)
 import tracer.commands.render as cmd
 trace = cmd.load_trace({str(TRACES["real"])!r})
 for fmt in ("tree", "modules", "hooks", "steps", "tokens", "dot", "chrome"):

@@ -133,11 +133,14 @@ def test_no_leak_and_same_exception_when_traced_code_raises(tiny: Any, tmp_path:
 
 def test_nested_tracing_is_a_clear_error() -> None:
     with tracer.trace() as outer:
-        with pytest.raises(tracer.TracingError, match="nested tracing is not supported"):
+        with pytest.raises(tracer.TracingError, match="nested tracing is not supported") as raised:
             with tracer.trace():
                 pass
+        assert "test_trace_safety.py:" in str(raised.value)  # names where the active block opened
         assert tracer.recorder.active_recorder() is outer.recorder  # the outer one is untouched
     assert tracer.recorder.active_recorder() is None
+    with pytest.raises(tracer.TracingError, match="already recorded"), outer:
+        pass
 
 
 def test_bad_options_name_the_value() -> None:

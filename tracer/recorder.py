@@ -92,6 +92,7 @@ class Recorder:
     models: list[weakref.ref] = field(default_factory=list)
     _primary: Any = None
     finalizers: list[Callable[[Recorder], None]] = field(default_factory=list)
+    started_at: str = ""  # file:line of the ``with`` statement, for the nested-tracing error
 
     # -- state ------------------------------------------------------------------------
     def wants(self, category: str) -> bool:
@@ -247,15 +248,16 @@ class TraceHandle:
         self.trace: Trace | None = None
         self.paths: dict[str, Path] = {}
         self._uninstallers: list[Callable[[], None]] = []
-        self._started_at = ""
 
     def __enter__(self) -> TraceHandle:
         global _active
         if _active is not None:
-            raise TracingError("tracing is already active (a tracer.trace() block is open); "
+            raise TracingError(f"tracing is already active (a tracer.trace() block opened at {_active.started_at}); "
                                "nested tracing is not supported: close the outer block first")
+        if self.trace is not None or self._uninstallers:
+            raise TracingError("this tracer.trace() handle has already recorded; call tracer.trace() again")
         caller = sys._getframe(1)
-        self._started_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+        self.recorder.started_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
         _active = self.recorder
         try:
             rec = self.recorder
@@ -302,15 +304,18 @@ class TraceHandle:
 
 def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
     """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed)."""
+    import io
+
     from .export import write_chrome, write_json
+    from .files import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
-    with paths["json"].open("w", encoding="utf-8") as f:
-        write_json(trace_, f)
-    with paths["chrome"].open("w", encoding="utf-8") as f:
-        write_chrome(trace_, f)
+    for key, writer in (("json", write_json), ("chrome", write_chrome)):
+        text = io.StringIO()
+        writer(trace_, text)
+        write_atomic(paths[key], text.getvalue())  # complete or not at all (Ctrl-C, disk full)
     return paths
 
 

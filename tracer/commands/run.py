@@ -4,7 +4,8 @@ Like ``python script.py args...`` (the script runs as ``__main__`` with ``sys.ar
 its folder first on ``sys.path``), with construction and runtime tracing on. The trace is
 written even when the script raises; then the traceback is printed as Python would print it
 (starting at the script's own frames) and the exit status is 1. ``sys.exit(n)`` in the
-script exits with ``n``.
+script exits with ``n``. A script that opens its own ``tracer.trace()`` block gets a
+``TracingError`` (one recording at a time): run it with plain ``python`` instead.
 """
 
 from __future__ import annotations
