@@ -37,6 +37,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
+from .cogvlm.text_processor import position_ids_from_rope_mask
+
 __all__ = ["MetaWithValues", "ShapeRun", "cogvlm_inputs", "record_shapes"]
 
 _INDEXING = (torch.Tensor.__getitem__, torch.Tensor.__setitem__)
@@ -127,7 +129,7 @@ def cogvlm_inputs(args: argparse.Namespace, text_tokens: int = 16, *, image_devi
     vision_expert_mask[1:L + 2] = 1
     image_rope_mask = torch.zeros(seq_len, dtype=torch.long)
     image_rope_mask[2:L + 2] = 1
-    position_ids = torch.cat([torch.tensor([0, 1]), torch.full((L,), 2), torch.arange(3, 3 + 1 + text_tokens)])
+    position_ids = position_ids_from_rope_mask(image_rope_mask)[0]  # (S,) image slots share one id
     height, width = args.eva_args["image_size"]
     return {
         "input_ids": input_ids.unsqueeze(0),  # (1, S)
