@@ -25,7 +25,7 @@ report: $(STAMP)
 	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-generalist -o $(OUT)
 
 test: $(STAMP)
-	$(BIN)/ruff check tracer tests walkthroughs scripts
+	$(BIN)/ruff check tracer tests walkthroughs scripts bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -51,7 +51,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	BENCH_COMMAND="make bench" $(BIN)/python -m bench
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench --profile
 
 bench-quick: $(BENCH_STAMP)
 	BENCH_COMMAND="make bench-quick" $(BIN)/python -m bench --quick

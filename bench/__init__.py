@@ -10,6 +10,8 @@ It answers, with numbers measured in one run on this machine, four questions:
    see of the same model and input, at what cost? Counted from their own outputs.
 4. **scaling** (:mod:`bench.scaling`) — how trace size and time grow with generated tokens
    and with the number of layers.
+5. **profile** (:mod:`bench.profile`) — where the time goes when a target is missed (and,
+   with ``--profile`` as ``make bench`` passes it, for the two tracing modes anyway).
 
 Every measurement runs in a fresh Python process (:mod:`bench.worker`), so one tool's
 global patches (torchlens wraps torch's functions, viztracer installs a profiler) cannot

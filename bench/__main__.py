@@ -24,6 +24,13 @@ from .results import Section, Table, Target
 from .worker import REPO, run_task
 
 SECTIONS = ("cost", "fullsize", "peers", "scaling")
+THREADS_NOTE = (
+    "Every measured process runs torch with {threads} intra-op thread(s) (`OMP_NUM_THREADS={threads}`). On this "
+    "shared 2-core machine torch's default of two OpenMP threads makes the tiny forward swing between 0.1 s and "
+    "1.5 s whenever another job holds a core (the threads wait for each other); one thread keeps it near 0.1 s. "
+    "The tracer's own work is single-threaded Python either way; on an idle machine with more threads, torch's "
+    "share of the time shrinks, so the relative tracing overhead there is somewhat higher than measured here."
+)
 DEFAULT_CONFIG = "tiny/cogvlm-grounding-generalist"
 
 
@@ -37,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="Markdown report (default docs/benchmarks.md; out/bench-quick/benchmarks.md with --quick)")
     parser.add_argument("--profile", action="store_true",
                         help="profile the tracing workloads even when their targets are met")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch intra-op threads in every measured process (default 1; see THREADS_NOTE)")
     return parser
 
 
@@ -76,6 +85,13 @@ def _profile_section(targets: Sequence[Target], *, force: bool, config: str, env
             f"{title} — by package", ("package", "self time", "share"),
             tuple((name, f"{t * 1000:.0f} ms", f"{share:.1%}") for name, t, share in v["packages"]),
             notes=(f"pyinstrument's call tree: `{text_path.relative_to(REPO) if text_path.is_relative_to(REPO) else text_path}`",)))
+        enc = v.get("encoding")
+        if enc and enc["as written"] > 0:
+            section.text.append(
+                f"{WORKLOADS[workload]}: encoding this run's two trace files as the tracer writes them (`json.dump` "
+                f"to the stream; `trace.json` indented) takes {enc['as written'] * 1000:.0f} ms; `json.dumps` "
+                f"(C encoder, compact) takes {enc['json.dumps'] * 1000:.0f} ms on the same data (best of 5, "
+                f"without the profiler).")
     section.seconds = time.perf_counter() - started
     return section
 
@@ -96,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
         # Generated tiny checkpoints go to a private cache, made once by the first process.
-        env = {"COGTRACE_CACHE": cache, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {"COGTRACE_CACHE": cache, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         for name in chosen:
             print(f"[bench] {name} ...", flush=True)
             if name == "cost":
@@ -116,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_terminal(sections[-1:])
     total = time.perf_counter() - started
     output.write_text(markdown(sections, machine, load_end=load_average(), total_seconds=total, quick=quick,
-                               command=command), encoding="utf-8")
+                               command=command, notes=[THREADS_NOTE.format(threads=args.threads)]),
+                      encoding="utf-8")
     print(f"[bench] wrote {output} in {total / 60:.1f} min", flush=True)
     return 0
 

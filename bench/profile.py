@@ -100,4 +100,37 @@ def profile_workload(workload: str, config: str, out_dir: str, text_path: str) -
     def top(table: dict[str, float], n: int) -> list[tuple[str, float, float]]:
         return [(name, t, t / total) for name, t in sorted(table.items(), key=lambda kv: -kv[1])[:n]]
 
-    return {"seconds": seconds, "sampled": total, "ours": top(ours, 12), "packages": top(packages, 8)}
+    value: dict[str, Any] = {"seconds": seconds, "sampled": total, "ours": top(ours, 12),
+                             "packages": top(packages, 8)}
+    if workload != "meta-build":
+        value["encoding"] = encoding_costs(root / "profiled")
+    return value
+
+
+def encoding_costs(trace_dir: Path, repeats: int = 5) -> dict[str, float]:
+    """Seconds to encode the trace files as the tracer writes them (``json.dump`` to a stream,
+    ``trace.json`` indented) and with ``json.dumps`` (C encoder, compact), best of ``repeats``.
+
+    ``json.dump`` to a stream and any ``indent`` use the json module's pure-Python encoder;
+    only ``json.dumps`` without ``indent`` takes the C encoder.
+    """
+    import io
+    import json
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    costs = {"as written": 0.0, "json.dumps": 0.0}
+    for name, indent in (("trace.json", 1), ("trace.chrome.json", None)):
+        path = trace_dir / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        costs["as written"] += best(lambda d=data, i=indent: json.dump(d, io.StringIO(), indent=i))
+        costs["json.dumps"] += best(lambda d=data: io.StringIO().write(json.dumps(d, separators=(",", ":"))))
+    return costs

@@ -52,7 +52,7 @@ def _machine_md(m: MachineInfo, load_end: tuple[float, float, float], total_seco
 
 
 def markdown(sections: Sequence[Section], machine: MachineInfo, *, load_end: tuple[float, float, float],
-             total_seconds: float, quick: bool, command: str) -> str:
+             total_seconds: float, quick: bool, command: str, notes: Sequence[str] = ()) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -60,6 +60,7 @@ def markdown(sections: Sequence[Section], machine: MachineInfo, *, load_end: tup
         "Do not edit by hand: run it again.",
         "",
         *_machine_md(machine, load_end, total_seconds, quick),
+        *[line for note in notes for line in (note, "")],
         "## Targets",
         "",
         *_targets_md([t for s in sections for t in s.targets]),
