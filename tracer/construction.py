@@ -33,7 +33,7 @@ from typing import Any
 from .patching import PatchSet
 from .recorder import Record, Recorder
 from .trace import SourceLocation
-from .values import count_parameters, describe_model, namespace_diff, short
+from .values import count_parameters, describe_model, module_paths, namespace_diff, short
 
 __all__ = ["construction_functions", "install"]
 
@@ -77,8 +77,13 @@ def _defined_at(func: types.FunctionType) -> str:
     return f"{func.__code__.co_filename}:{func.__code__.co_firstlineno}"
 
 
+# ``vars(cls.get_args())`` per model class: SAT parses an empty argument list, so the result
+# depends only on the class. Kept across recordings; a class that goes away drops out.
+_DEFAULTS: weakref.WeakKeyDictionary[type, dict[str, Any] | None] = weakref.WeakKeyDictionary()
+
+
 class _Construction:
-    """The patch set and the per-recording caches (signatures, SAT defaults per class)."""
+    """The patch set and the per-recording caches (signatures, Namespace summaries)."""
 
     def __init__(self, recorder: Recorder) -> None:
         from sat.model.base_model import AutoModel, BaseMixin, BaseModel
@@ -88,7 +93,6 @@ class _Construction:
         self.BaseModel = BaseModel
         self.BaseMixin = BaseMixin
         self.AutoModel = AutoModel
-        self._defaults: dict[type, dict[str, Any] | None] = {}
         self._classes: set[type] = set()
         self._reference: type | None = None  # class whose defaults explain a bare Namespace
         self._namespaces: dict[int, tuple[Any, Any, dict[str, Any], str, dict[str, str]]] = {}
@@ -195,13 +199,14 @@ class _Construction:
         """``vars(cls.get_args())`` computed once per class, unrecorded."""
         if cls is None or not isinstance(cls, type) or not issubclass(cls, self.BaseModel):
             return None
-        if cls not in self._defaults:
+        if cls not in _DEFAULTS:
             try:
                 with self.rec.suppressed():
-                    self._defaults[cls] = dict(vars(cls.get_args()))  # type: ignore[attr-defined]
+                    _DEFAULTS[cls] = dict(vars(cls.get_args()))  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - a user class whose get_args needs more
-                self._defaults[cls] = None
-        return self._defaults[cls]
+                _DEFAULTS[cls] = None
+        defaults = _DEFAULTS[cls]
+        return None if defaults is None else dict(defaults)
 
     def _reference_class(self, short_name: str, kind: str, args: tuple, bound: dict[str, Any]) -> type | None:
         if kind == "classmethod" and args and isinstance(args[0], type):
@@ -340,18 +345,20 @@ class _Construction:
             record.subject = None
 
     def _resolve(self, models: list[Any]) -> None:
+        pending = [r for r in self.rec.records if r.subject is not None and r.category == "construction"
+                   and r.data.get("model_path") is None]
+        if not pending:
+            return
         maps: list[dict[int, str]] = []
         seen: set[int] = set()
         for model in models:
             if id(model) in seen:
                 continue
             seen.add(id(model))
-            maps.append({id(m): p for p, m in model.named_modules(remove_duplicate=False)})
+            maps.append(module_paths(model))
         # Keep the maps of roots only: a model that appears inside another model's map is nested.
         root_maps = [m for m in maps if not any(other is not m and next(iter(m)) in other for other in maps)]
-        for record in self.rec.records:
-            if record.subject is None or record.category != "construction" or record.data.get("model_path") is not None:
-                continue
+        for record in pending:
             obj = record.subject()
             if obj is not None:
                 for path_map in root_maps:

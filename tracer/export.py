@@ -33,7 +33,7 @@ def write_json(trace: Trace, stream: TextIO) -> None:
 
 def _shape(value: Any) -> Any:
     if isinstance(value, Mapping) and "shape" in value and "dtype" in value:
-        return str(TensorInfo.from_json(value))
+        return TensorInfo.describe(value["shape"], value["dtype"])
     return value
 
 
@@ -84,5 +84,6 @@ def to_chrome(trace: Trace) -> dict[str, Any]:
 
 
 def write_chrome(trace: Trace, stream: TextIO) -> None:
-    json.dump(to_chrome(trace), stream, separators=(",", ":"))
+    # json.dumps without indent runs the C encoder; json.dump to a stream never does.
+    stream.write(json.dumps(to_chrome(trace), separators=(",", ":"), ensure_ascii=False))
     stream.write("\n")

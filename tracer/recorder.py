@@ -19,6 +19,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 import time
@@ -196,7 +197,8 @@ def module_tree(model: Any) -> tuple[ModuleNode, ...]:
     own: dict[str, int] = {}
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for path, module in named:
-        params = dict(module.named_parameters(recurse=False))
+        # ``_parameters`` directly: named_parameters(recurse=False) is a generator stack per module.
+        params = {k: p for k, p in module.__dict__.get("_parameters", {}).items() if p is not None}
         own[path] = sum(p.numel() for p in params.values())
         shapes[path] = {k: tuple(p.shape) for k, p in params.items()}
     totals = dict(own)
@@ -217,13 +219,21 @@ def _library_meta() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         meta["torch"] = str(torch.__version__)
+    sat = _sat_version()
+    if sat is not None:
+        meta["sat"] = sat
+    return meta
+
+
+@functools.cache
+def _sat_version() -> str | None:
+    """The installed SwissArmyTransformer's version (reading package metadata takes ~1 ms)."""
     try:
         from importlib.metadata import version
 
-        meta["sat"] = version("SwissArmyTransformer")
+        return version("SwissArmyTransformer")
     except Exception:  # noqa: BLE001 - not installed as a distribution
-        pass
-    return meta
+        return None
 
 
 def _exception_text(exc: BaseException) -> str:

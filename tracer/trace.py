@@ -39,6 +39,10 @@ Category = Literal["construction", "module", "hook", "generation"]
 CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generation")
 
 
+# One encoder for every item: json.dumps(..., ensure_ascii=False) builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class SchemaError(ValueError):
     """A trace file that is not a cogvlm-tracer trace of a schema version we can read."""
 
@@ -71,7 +75,12 @@ class TensorInfo:
     device: str = "cpu"
 
     def __str__(self) -> str:
-        return f"[{', '.join(str(s) for s in self.shape)}] {self.dtype}"
+        return self.describe(self.shape, self.dtype)
+
+    @staticmethod
+    def describe(shape: Any, dtype: str) -> str:
+        """``[1, 1264, 64] float32``: how shapes are shown everywhere (renders, Chrome args)."""
+        return f"[{', '.join(map(str, shape))}] {dtype}"
 
     def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "dtype": self.dtype, "device": self.device}
@@ -197,8 +206,20 @@ class Trace:
         )
 
     def dump(self, stream: TextIO) -> None:
-        json.dump(self.to_json(), stream, indent=1, sort_keys=False)
-        stream.write("\n")
+        """Write ``trace.json``: one module and one event per line, so the file reads and diffs well.
+
+        Each item goes through ``json.dumps`` (the C encoder); ``json.dump`` with ``indent``
+        runs the pure-Python encoder, which took most of the time of writing a trace.
+        """
+        doc = self.to_json()
+        items = {key: doc.pop(key) for key in ("modules", "events")}
+        head = _ENCODER.encode(doc)
+        stream.write(head[:-1])  # the header object, still open
+        for key, values in items.items():
+            stream.write(f',\n"{key}": [')
+            stream.write(",".join("\n " + _ENCODER.encode(v) for v in values))
+            stream.write("\n]" if values else "]")
+        stream.write("\n}\n")
 
     @classmethod
     def load(cls, stream: TextIO) -> Trace:

@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "count_parameters",
     "describe_model",
+    "module_paths",
     "namespace_diff",
     "short",
     "tensor_info",
@@ -90,6 +91,26 @@ def count_parameters(module: torch.nn.Module, seen_params: set[int] | None = Non
                 seen_modules.add(id(child))
                 stack.append(child)
     return total
+
+
+def module_paths(root: torch.nn.Module) -> dict[int, str]:
+    """{id(module): dotted path} for ``root`` and everything below it, first path wins.
+
+    The same map as ``named_modules()`` gives, walked with a list instead of nested
+    generators: construction events resolve paths several times while a model is built."""
+    paths = {id(root): ""}
+    stack: list[tuple[str, torch.nn.Module]] = [("", root)]
+    while stack:
+        prefix, module = stack.pop()
+        children = module.__dict__.get("_modules")
+        if not children:
+            continue
+        for name, child in reversed(children.items()):
+            if child is not None and id(child) not in paths:
+                path = f"{prefix}.{name}" if prefix else name
+                paths[id(child)] = path
+                stack.append((path, child))
+    return paths
 
 
 def describe_model(module: torch.nn.Module, count: int | None = None) -> str:
