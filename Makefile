@@ -11,9 +11,10 @@ OUT     ?= out
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/ensure_graphviz.sh scripts/ensure_chromium.sh
+$(STAMP): pyproject.toml scripts/ensure_graphviz.sh scripts/ensure_chromium.sh scripts/ensure_fonts.sh
 	bash scripts/ensure_graphviz.sh
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_fonts.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The pin takes the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.

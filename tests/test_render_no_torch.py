@@ -8,7 +8,7 @@ import sys
 
 from fixtures.render_support import TRACES
 
-MODULES = ["render.architecture", "render.calls", "render.common", "render.diagrams", "files", "render.hooks",
+MODULES = ["render.architecture", "render.calls", "render.common", "render.diagrams", "files", "render.fonts", "render.hooks",
            "render.modules", "render.report", "render.steps", "render.terminal", "render.tokens"]
 
 

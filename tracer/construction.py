@@ -359,7 +359,7 @@ class _Construction:
         # Keep the maps of roots only: a model that appears inside another model's map is nested.
         root_maps = [m for m in maps if not any(other is not m and next(iter(m)) in other for other in maps)]
         for record in pending:
-            obj = record.subject()
+            obj = record.subject() if record.subject is not None else None
             if obj is not None:
                 for path_map in root_maps:
                     if id(obj) in path_map:

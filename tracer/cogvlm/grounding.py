@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UserError
 from ..files import write_atomic
+from ..render.fonts import font_for, has_cjk
 
 __all__ = ["Box", "GroundedPhrase", "Grounding", "draw_grounding", "parse_grounding", "save_atomically",
            "save_grounding"]
@@ -164,12 +165,9 @@ def fit_for_drawing(image: Image.Image, bounds: tuple[int, int] = FIT) -> Image.
     return image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
 
 
-def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font at upstream's size (26 px); no system font files needed."""
-    try:
-        return ImageFont.load_default(size=FONT_SIZE)  # Pillow >= 10.1 with FreeType
-    except (TypeError, OSError):
-        return ImageFont.load_default()  # older Pillow: the small bitmap font
+def _font(text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """A font at upstream's size (26 px) that has the phrase's glyphs (Chinese phrases too)."""
+    return font_for(FONT_SIZE, cjk=has_cjk(text))  # type: ignore[no-any-return]
 
 
 def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -> Image.Image:
@@ -178,7 +176,6 @@ def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -
     width, height = canvas.size
     overlay = Image.new("RGBA", canvas.size, (255, 255, 255, 0))
     draw = ImageDraw.Draw(overlay)
-    font = _font()
     for item, colour in zip(grounding.phrases, _palette(len(grounding.phrases)), strict=True):
         for box in item.boxes:
             x0, y0, x1, y1 = box.to_pixels(width, height)
@@ -190,6 +187,7 @@ def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -
                                outline=(0, 0, 0, 200), width=1)
             if not item.phrase:
                 continue
+            font = _font(item.phrase)
             left, top, right, bottom = draw.textbbox((0, 0), item.phrase, font=font)
             text_w, text_h = right - left, bottom - top
             # Inside the box at its bottom; below it when the box is too small to hold a label.

@@ -14,6 +14,7 @@ renders on any machine. One module per view:
 ``architecture``    the facts of CogVLM's data flow, read off the trace
 ``diagrams``        DOT for the call graph, module tree and architecture; SVG/PNG
 ``report``          the HTML report with all of the above
+``fonts``           fonts for the Pillow pictures, a CJK one for Chinese prompts
 ==================  ===========================================================
 
 Submodules are imported on use, so ``import tracer.render`` is cheap.

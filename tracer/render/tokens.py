@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..trace import Trace
+from .fonts import font_for, has_cjk
 
 __all__ = ["LAYOUT_KEYS", "LayoutError", "Segment", "layout_png", "layout_segments", "render_layout_text"]
 
@@ -177,15 +178,12 @@ CELL_W, FOLD_W, CELL_H, LABEL_W, PAD = 78, 170, 30, 170, 16
 
 
 def _font(size: int) -> Any:
-    """DejaVu Sans when installed (it has '▁' and the arrows), else Pillow's own font."""
-    from PIL import ImageFont
+    return font_for(size)
 
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
+
+def _covering(font: Any, text: str) -> Any:
+    """``font``, or a CJK font of the same size when ``text`` holds Chinese (a prompt's pieces)."""
+    return font_for(font.size, cjk=True) if has_cjk(text) and hasattr(font, "size") else font
 
 
 def layout_png(trace_or_layout: Trace | Mapping[str, Any], *, max_width: int = 1600) -> bytes:
@@ -212,6 +210,7 @@ def layout_png(trace_or_layout: Trace | Mapping[str, Any], *, max_width: int = 1
     draw.text((PAD, 14), f"Token layout: {_summary(segments)}", fill="black", font=bold)
 
     def centred(box: tuple[int, int, int, int], text: str, f: Any = font, fill: Any = "black") -> None:
+        f = _covering(f, text)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=f)
         x = box[0] + (box[2] - box[0] - (right - left)) / 2
         y = box[1] + (box[3] - box[1] - (bottom - top)) / 2 - top
@@ -230,7 +229,8 @@ def layout_png(trace_or_layout: Trace | Mapping[str, Any], *, max_width: int = 1
                                    outline=(120, 120, 120))
             centred(role_box, s.role if s.count == 1 else f"{s.role} ×{s.count}")
             piece_box = (x + 2, y0 + CELL_H + 2, x + w - 2, y0 + 2 * CELL_H - 2)
-            centred(piece_box, _clip(draw, s.piece if s.count == 1 else f"{s.piece} ×{s.count}", w - 6, small), small)
+            piece = s.piece if s.count == 1 else f"{s.piece} ×{s.count}"
+            centred(piece_box, _clip(draw, piece, w - 6, _covering(small, piece)), small)
             for m, mask in enumerate(MASKS):
                 top = y0 + (2 + m) * CELL_H
                 box = (x + 6, top + 6, x + w - 6, top + CELL_H - 6)
