@@ -79,8 +79,17 @@ def test_generation_steps(turns: tuple[Any, Any, Trace]) -> None:
     # Each step's forward is a child of its step; cached steps skip the vision tower.
     children = [e for e in trace.events if e.parent == first.id]
     assert [e.name for e in children] == ["CogVLMModel"]
-    step_hooks = {e.data["served_by"] for e in trace.of("hook") if e.name == "attention_fn"}
-    assert step_hooks == {"auto-regressive"}
+    # The language model's attention_fn is the KV-cache mixin's, which calls SAT's default
+    # for the math (non_conflict old_impl): both are recorded, the default nested inside.
+    by_id = trace.by_id()
+    lm_attention = [e for e in trace.of("hook") if e.name == "attention_fn" and e.data["model_path"] == ""]
+    served = [(e.data["served_by"], by_id[e.parent].name if e.parent is not None else None) for e in lm_attention]
+    assert set(served) == {("auto-regressive", "attention_forward"), ("default", "attention_fn")}
+    assert sum(s == "auto-regressive" for s, _ in served) == sum(s == "default" for s, _ in served)
+    # The vision tower has no cache: SAT's attention_forward_default calls attention_fn_default directly.
+    eva_attention = {e.data["served_by"] for e in trace.of("hook")
+                     if e.name == "attention_fn" and e.data["model_path"] != ""}
+    assert eva_attention == {"default"}
 
 
 def test_max_steps() -> None:

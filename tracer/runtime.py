@@ -18,10 +18,11 @@ Three mechanisms, each chosen for a reason:
   (``'attention_fn' in self.hooks``) see the same thing; the originals (bound methods,
   ``partial`` chains of ``non_conflict`` hooks) are called untouched. Who served a hook
   comes from ``model.hook_origins`` ("lora -> model" is served by ``lora``).
-  Default implementations are dispatched by ``sat.model.transformer`` through its module
-  global ``HOOKS_DEFAULT``; we point that global at a dict of recording wrappers for the
-  recording (``base_model.collect_hooks_`` keeps the original dict, so no wrapper can leak
-  into a ``non_conflict`` chain built during the recording).
+  SAT's default implementations (``sat.transformer_defaults.*_default``) get their code
+  swapped instead, because they are not only dispatched through ``HOOKS_DEFAULT``: SAT's
+  own ``attention_forward_default`` and CogVLM's vision-expert attention call
+  ``attention_fn_default`` directly, and a ``non_conflict`` mixin hook receives a default
+  as ``old_impl``. Each of those calls is recorded as a dispatch served by ``default``.
 * **Generation**: ``filling_sequence`` / ``stream_filling_sequence`` get their code swapped
   (so ``from sat.generation.autoregressive_sampling import filling_sequence`` done early is
   caught too); inside them, every forward of the root model is one step.
@@ -284,18 +285,22 @@ class _Runtime:
             self._hook_sources[key] = _location(fn)
         return self._hook_sources[key]
 
-    def wrap_default(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """A recording stand-in for ``HOOKS_DEFAULT[name]`` (called as ``fn(self, ...)``)."""
+    def wrap_default(self, name: str, fn: types.FunctionType) -> Callable[..., Any]:
+        """The recording code of SAT's default implementation of hook ``name``.
+
+        Most defaults take the transformer as ``self`` first (not shown among the inputs);
+        ``attention_fn_default`` takes the query, key and value tensors directly."""
         rec = self.rec
         source = _location(fn)
         runtime = self
+        skip = 1 if fn.__code__.co_varnames[:1] == ("self",) else 0
 
         def default(*args: Any, **kwargs: Any) -> Any:
             if not rec.recording():
                 return fn(*args, **kwargs)
             static = {"hook": name, "served_by": "default", "origin": "default", "mixin_class": None,
                       "model_path": runtime._model_path()}
-            return runtime._dispatch(fn, name, static, source, args, args[1:], kwargs)
+            return runtime._dispatch(fn, name, static, source, args, args[skip:], kwargs)
 
         return default
 
@@ -337,7 +342,7 @@ class _Runtime:
             data["inputs"] = tensor_infos(shown)
             data["outputs"] = tensor_infos(result)
             mask = kwargs.get(EXPERT_MASK)
-            if isinstance(mask, torch.Tensor):
+            if isinstance(mask, torch.Tensor) and hook_frame.weights:  # attention_fn gets the mask but uses no weights
                 data["branch"] = self._branch(mask, hook_frame.weights, frame)
         except Exception as e:  # noqa: BLE001 - never fail the traced call for a summary
             data["trace_error"] = f"{type(e).__name__}: {e}"
@@ -494,7 +499,6 @@ def _caller(frame: types.FrameType) -> tuple[str, int, str]:
 def install(recorder: Recorder) -> Callable[[], None]:
     """Start runtime tracing for ``recorder``; returns the function that stops it."""
     import sat.generation.autoregressive_sampling as sampling
-    import sat.model.transformer as sat_transformer
 
     runtime = _Runtime(recorder)
     patches = PatchSet()
@@ -516,8 +520,8 @@ def install(recorder: Recorder) -> Callable[[], None]:
 
     try:
         if runtime.want_hooks:
-            defaults = {name: runtime.wrap_default(name, fn) for name, fn in sat_transformer.HOOKS_DEFAULT.items()}
-            patches.set_attr(sat_transformer, "HOOKS_DEFAULT", defaults)
+            for name, fn in _default_hooks().items():
+                patches.swap_code(fn, functools.partial(runtime.wrap_default, name))
         patches.swap_code(sampling.filling_sequence, runtime.wrap_filling)
         patches.swap_code(sampling.stream_filling_sequence, runtime.wrap_stream)
         handles.append(register_module_forward_pre_hook(runtime.pre))
@@ -528,8 +532,15 @@ def install(recorder: Recorder) -> Callable[[], None]:
     return uninstall
 
 
+def _default_hooks() -> dict[str, types.FunctionType]:
+    """{hook name: SAT's default implementation}, e.g. ``mlp_forward: mlp_forward_default``."""
+    from sat.transformer_defaults import HOOKS_DEFAULT
+
+    return {name: fn for name, fn in HOOKS_DEFAULT.items() if isinstance(fn, types.FunctionType)}
+
+
 def runtime_functions() -> list[types.FunctionType]:
     """Functions whose code the runtime swaps (what leak tests check)."""
     import sat.generation.autoregressive_sampling as sampling
 
-    return [sampling.filling_sequence, sampling.stream_filling_sequence]
+    return [sampling.filling_sequence, sampling.stream_filling_sequence, *_default_hooks().values()]

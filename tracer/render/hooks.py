@@ -75,8 +75,12 @@ def hook_rows(trace: Trace, *, all_hooks: bool = True) -> list[HookRow]:
     layers: dict[tuple[str, str], set[str]] = {}
     tokens: Counter[tuple[str, str, str]] = Counter()
     classes: dict[tuple[str, str], str] = {}
+    by_id = trace.by_id()
     for e in trace.of("hook"):
         key = (str(e.data.get("model_path", "")), str(e.data.get("hook", e.name)))
+        parent = by_id.get(e.parent) if e.parent is not None else None
+        if parent is not None and parent.category == "hook" and parent.name == e.name:
+            continue  # the next link of a chain ("auto-regressive -> default") is the same dispatch
         dispatch[key] += 1
         if e.data.get("layer_id") is not None:
             layers.setdefault(key, set()).add(str(e.data["layer_id"]))
