@@ -51,9 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _profile_section(targets: Sequence[Target], *, force: bool, config: str, env: dict[str, str],
                      out_dir: Path) -> Section:
-    """Section 5: a pyinstrument profile of each workload whose target was missed."""
-    section = Section("profile", "Profiles of missed targets",
-                      "Each workload whose time target was missed is profiled with pyinstrument in a fresh "
+    """Section 5: a pyinstrument profile of each workload whose target was missed (all with ``force``)."""
+    which = ("Both tracing workloads are profiled (`--profile`), met or not," if force else
+             "Each workload whose time target was missed is profiled")
+    section = Section("profile", "Profiles of the tracing workloads" if force else "Profiles of missed targets",
+                      f"{which} with pyinstrument in a fresh "
                       "process (after a warm-up run). 'Recording code' is the self time of functions in `tracer/` outside "
                       "the CogVLM model (`tracer/cogvlm/`) — what tracing adds and this project can fix; the "
                       "package table says where the rest goes. Wall time under load includes waiting for a CPU.")
