@@ -184,8 +184,12 @@ def run(args: argparse.Namespace) -> int:
     written = write_views(trace, out)
     rendered = time.perf_counter() - started
     print(f"Model: {result.response}")
+    boxes = f"{len(grounding.boxes)} grounding boxes"
+    if not grounding.boxes:  # the usual case on a tiny model: say why, and where to see boxes drawn
+        boxes += (" (a model with seeded, untrained weights answers with random words; "
+                  "walkthroughs/06_grounding.py draws boxes from a sample answer)")
     print(f"traced in {traced:.1f} s ({len(trace.events)} events), rendered in {rendered:.1f} s; "
-          f"{len(grounding.boxes)} grounding boxes -> {out / 'output.png'}")
+          f"{boxes} -> {out / 'output.png'}")
     report = written["report.html"]
     print(f"report: {report} ({report.stat().st_size / 1e6:.1f} MB) — open it in a browser")
     return 0
