@@ -49,11 +49,15 @@ def upstream_config(folder: Path) -> Path:
     return folder
 
 
+def check_checkout(checkout: Path) -> None:
+    if not (checkout / "utils" / "models" / "cogvlm_model.py").is_file():
+        raise SystemExit(f"error: {checkout}: no utils/models/cogvlm_model.py; expected a checkout of THUDM/CogVLM")
+
+
 def import_upstream(checkout: Path) -> type:
     """Upstream's CogVLMModel class. ``utils/models/__init__.py`` also imports CogAgent, which
     needs timm; only ``cogvlm_model`` (and what it imports) is loaded here."""
-    if not (checkout / "utils" / "models" / "cogvlm_model.py").is_file():
-        raise SystemExit(f"error: {checkout}: no utils/models/cogvlm_model.py; expected a checkout of THUDM/CogVLM")
+    check_checkout(checkout)
     sys.path.insert(0, str(checkout))
     import utils  # upstream's top-level package
 
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=None, help="write the trace of upstream's run here")
     parser.add_argument("--atol", type=float, default=1e-5, help="largest logit difference accepted (default 1e-5)")
     args = parser.parse_args(argv)
+    check_checkout(args.checkout)  # before the imports and builds, which take seconds
     facts = compare(args.checkout, args.out)
     print(f"upstream class: {facts['upstream_class']}")
     print(f"state dict: {facts['keys']} keys, {facts['parameters']:,} parameters, strict load OK")
