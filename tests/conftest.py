@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sat.helpers  # noqa: F401 - see below
 import torch
+
+# SAT's logger gets a StreamHandler on the sys.stderr of the moment SAT is first imported. If
+# that happens inside a test using capsys, the handler keeps that test's capture stream, which
+# is closed afterwards ("I/O operation on closed file" in every later test). Importing SAT here,
+# at collection, binds it to pytest's session-wide stream whatever order tests run in.
 
 
 @pytest.fixture(autouse=True)

@@ -6,16 +6,21 @@ written even when the script raises; then the traceback is printed as Python wou
 (starting at the script's own frames) and the exit status is 1. ``sys.exit(n)`` in the
 script exits with ``n``. A script that opens its own ``tracer.trace()`` block gets a
 ``TracingError`` (one recording at a time): run it with plain ``python`` instead.
+
+``--cpu`` runs the script inside :func:`tracer.cogvlm.upstream.upstream_on_cpu`, so that
+upstream CogVLM's own code (which needs SAT's Triton rotary kernel and xformers) runs on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import runpy
 import sys
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ._tracing import add_trace_arguments, check_output, report_written, trace_options
 
@@ -24,6 +29,9 @@ DEFAULT_OUTPUT = "cogtrace-out"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trace_arguments(parser, output_help=f"folder for trace.json and trace.chrome.json (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--cpu", action="store_true",
+                        help="let upstream CogVLM code run on a CPU: torch rotary instead of SAT's Triton kernel, "
+                             "and a torch stand-in for xformers when it is not installed")
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
@@ -62,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(args.script), *args.script_args]
     sys.path.insert(0, str(script.parent))
-    handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args)},
-                   **options)
+    handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
+                              "cpu_shims": bool(args.cpu)}, **options)
+    shims: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if args.cpu:
+        from ..cogvlm.upstream import upstream_on_cpu
+
+        shims = upstream_on_cpu()
     code = 0
     try:
-        with handle:
+        with shims, handle:
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
         code = _exit_code(e.code)
