@@ -21,12 +21,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tracer.render.common import HOOK_NAMES  # SAT's nine extension points (no torch, no SAT import)
+
 __all__ = ["CONSTRUCTION_NAMES", "HOOK_NAMES", "Capture", "count_ours", "count_torchinfo", "count_torchlens",
            "count_torchview", "count_viztracer", "module_paths"]
 
-# SAT's nine extension points (sat.transformer_defaults.HOOKS_DEFAULT, 0.4.12).
-HOOK_NAMES = ("attention_fn", "attention_forward", "cross_attention_forward", "routing_forward", "mlp_forward",
-              "word_embedding_forward", "position_embedding_forward", "final_forward", "layer_forward")
 # SAT's construction API (issue 4, item 1).
 CONSTRUCTION_NAMES = ("get_args", "update_args_with_file", "overwrite_args_by_dict", "get_model", "add_mixin",
                       "del_mixin", "from_pretrained", "from_pretrained_base", "load_checkpoint")

@@ -131,6 +131,9 @@ def _ours(work: Callable[[], Any], out: Path) -> list[Path]:
 
 
 def _count(peer: str, files: list[Path], mixins: list[str], parameters: int) -> Capture:
+    if peer.startswith("cogvlm-tracer"):
+        trace_json = next(p for p in files if p.name == "trace.json")
+        return count_ours(json.loads(trace_json.read_text(encoding="utf-8")))
     text = files[0].read_text(encoding="utf-8")
     if peer.startswith("torchinfo"):
         return count_torchinfo(text, mixins, parameters)
@@ -145,8 +148,7 @@ def _count(peer: str, files: list[Path], mixins: list[str], parameters: int) -> 
         return cap
     if peer == "viztracer":
         return count_viztracer(json.loads(text), mixins)
-    trace_json = next(p for p in files if p.name == "trace.json")
-    return count_ours(json.loads(trace_json.read_text(encoding="utf-8")))
+    raise ValueError(f"peer {peer!r}: no counter for its output")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,14 +108,14 @@ def profile_workload(workload: str, config: str, out_dir: str, text_path: str) -
 
 
 def encoding_costs(trace_dir: Path, repeats: int = 5) -> dict[str, float]:
-    """Seconds to encode the trace files as the tracer writes them (``json.dump`` to a stream,
-    ``trace.json`` indented) and with ``json.dumps`` (C encoder, compact), best of ``repeats``.
-
-    ``json.dump`` to a stream and any ``indent`` use the json module's pure-Python encoder;
-    only ``json.dumps`` without ``indent`` takes the C encoder.
-    """
+    """Seconds to encode this run's trace with the tracer's own writers (``tracer.export``:
+    ``write_json``, one line per event, and ``write_chrome``) and, for scale, with one compact
+    ``json.dumps`` of each file's data (the C encoder's floor), best of ``repeats``."""
     import io
     import json
+
+    from tracer.export import write_chrome, write_json
+    from tracer.trace import Trace
 
     def best(fn: Any) -> float:
         times = []
@@ -126,11 +126,13 @@ def encoding_costs(trace_dir: Path, repeats: int = 5) -> dict[str, float]:
         return min(times)
 
     costs = {"as written": 0.0, "json.dumps": 0.0}
-    for name, indent in (("trace.json", 1), ("trace.chrome.json", None)):
-        path = trace_dir / name
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text(encoding="utf-8"))
-        costs["as written"] += best(lambda d=data, i=indent: json.dump(d, io.StringIO(), indent=i))
-        costs["json.dumps"] += best(lambda d=data: io.StringIO().write(json.dumps(d, separators=(",", ":"))))
+    path = trace_dir / "trace.json"
+    if not path.is_file():
+        return costs
+    trace = Trace.from_json(json.loads(path.read_text(encoding="utf-8")))
+    for writer in (write_json, write_chrome):
+        costs["as written"] += best(lambda w=writer: w(trace, io.StringIO()))
+    for name in ("trace.json", "trace.chrome.json"):
+        data = json.loads((trace_dir / name).read_text(encoding="utf-8"))
+        costs["json.dumps"] += best(lambda d=data: json.dumps(d, separators=(",", ":")))
     return costs

@@ -25,22 +25,13 @@ __all__ = ["MODES", "trace_stats", "tracing"]
 MODES = ("untraced", "construction", "runtime")
 
 
-def _trace_function() -> Any:
-    import tracer
-
-    fn = getattr(tracer, "trace", None)
-    if fn is None:  # the public alias may not be exported: use the recorder's own
-        from tracer.recorder import trace as fn
-    return fn
-
-
 def tracing(mode: str, out_dir: str | Path | None) -> AbstractContextManager[Any]:
     """A context manager that records in ``mode`` (see the module docstring) into ``out_dir``."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {list(MODES)}")
     if mode == "untraced":
         return contextlib.nullcontext()
-    trace = _trace_function()
+    from tracer import trace
     if mode == "construction":
         return trace(out_dir, categories=["construction"])  # type: ignore[no-any-return]
     return trace(out_dir)  # type: ignore[no-any-return]

@@ -10,10 +10,6 @@ so the benchmark needs no files.
 
 from __future__ import annotations
 
-import gc
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +18,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 __all__ = ["DEFAULT_CONFIG", "QUERY", "Pipeline", "chat_turn", "context_inputs", "demo_image",
-           "generate", "load_pipeline", "timed"]
+           "generate", "load_pipeline"]
 
 DEFAULT_CONFIG = "tiny/cogvlm-grounding-generalist"
 # One of upstream's grounding phrasings (caption2box), as the grounding checkpoint expects.
@@ -68,7 +64,7 @@ def load_pipeline(config: str = DEFAULT_CONFIG, *, num_layers: int | None = None
     cfg = load_config(config)
     if num_layers is None:
         from tracer.cogvlm.checkpoint import load_model
-        model, args = load_model(config)
+        model, args = load_model(cfg)
     else:
         from tracer.cogvlm.build import build_model
         built = build_model(cfg, num_layers=num_layers)
@@ -118,15 +114,3 @@ def context_inputs(p: Pipeline, *, with_positions: bool = True) -> dict[str, Any
         _, attention_mask, position_ids = p.text_processor.get_func(input_ids, **masks)(input_ids)
         inputs.update(attention_mask=attention_mask, position_ids=position_ids)  # (1,1,C,C), (1,C)
     return {**inputs, **vision}
-
-
-@contextmanager
-def timed(into: dict[str, float], key: str) -> Iterator[None]:
-    """Add the wall time of the block to ``into[key]`` (seconds); collects garbage first so
-    one run's leftovers are not charged to the next."""
-    gc.collect()
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        into[key] = into.get(key, 0.0) + time.perf_counter() - start

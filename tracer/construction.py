@@ -68,9 +68,7 @@ def construction_functions() -> list[types.FunctionType]:
 
 
 def _source(frame: types.FrameType | None) -> SourceLocation | None:
-    if frame is None:
-        return None
-    return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno, function=frame.f_code.co_name)
+    return None if frame is None else SourceLocation.of_frame(frame)
 
 
 def _defined_at(func: types.FunctionType) -> str:
@@ -306,7 +304,7 @@ class _Construction:
             if "input" in state:
                 data["changed"] = namespace_diff(result, state["input"])
         elif short_name == "__init__" and args:
-            data["params"] = _count(args[0])
+            data["params"] = count_parameters(args[0])
             data["result"] = describe_model(args[0], data["params"])
         elif isinstance(result, self.BaseModel):
             data["result"] = describe_model(result)
@@ -316,7 +314,7 @@ class _Construction:
         else:
             data["result"] = short(result)
         if short_name in _MIXIN_METHODS and kind == "method" and args:
-            data["params_after"] = state["params_after"] if "params_after" in state else _count(args[0])
+            data["params_after"] = state["params_after"] if "params_after" in state else count_parameters(args[0])
             data["hooks_after"] = dict(getattr(args[0], "hook_origins", {}))
         model = None
         if short_name == "get_model":
@@ -398,10 +396,6 @@ def _bind(code: types.CodeType, args: tuple, kwargs: dict[str, Any]) -> dict[str
         ordered["**kwargs"] = extra
     ordered.update(extra if star_star is not None else {})
     return ordered
-
-
-def _count(module: Any) -> int:
-    return count_parameters(module)
 
 
 def install(recorder: Recorder) -> Callable[[], None]:

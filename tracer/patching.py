@@ -100,12 +100,6 @@ class PatchSet:
     _attrs: list[_AttrSet] = field(default_factory=list)
     _patched: set[int] = field(default_factory=set)
 
-    def __len__(self) -> int:
-        return len(self._swaps) + len(self._attrs)
-
-    def is_patched(self, func: Any) -> bool:
-        return id(func) in self._patched
-
     def swap_code(self, func: types.FunctionType,
                   make_wrapper: Callable[[types.FunctionType], Callable[..., Any]]) -> bool:
         """Route every call of ``func`` through ``make_wrapper(original_copy)``.
@@ -145,7 +139,3 @@ class PatchSet:
             swap.func.__code__ = swap.code
             swap.func.__kwdefaults__ = swap.kwdefaults
         self._patched.clear()
-
-    def originals(self) -> list[tuple[types.FunctionType, types.CodeType]]:
-        """(function, original code) for every swapped function — what leak tests check."""
-        return [(s.func, s.code) for s in self._swaps]

@@ -85,12 +85,9 @@ class Recorder:
     # of anything opened above): O(1) per event instead of a scan down the stack.
     _parents: list[int | None] = field(default_factory=list)
     _t0: int = field(default_factory=time.perf_counter_ns)
-    # Models seen (construction roots, runtime roots), in order, by weak reference. The first
-    # is the trace's primary model (its module tree and hook table go into the trace): that
-    # one is held strongly until the trace is built, so a script that drops its model before
-    # the block ends still gets them. Everything else the recording holds on to (the runtime's
-    # per-model hook wrappers) is released when the block exits.
-    models: list[weakref.ref] = field(default_factory=list)
+    # The first model seen (a construction root or a runtime root) is the trace's primary
+    # model: its module tree and hook table go into the trace. It is held strongly until the
+    # trace is built, so a script that drops its model before the block ends still gets them.
     _primary: Any = None
     finalizers: list[Callable[[Recorder], None]] = field(default_factory=list)
     started_at: str = ""  # file:line of the ``with`` statement, for the nested-tracing error
@@ -103,10 +100,6 @@ class Recorder:
         """True when a call happening now should be recorded (right thread, not suppressed)."""
         return self.suppress == 0 and threading.get_ident() == self.thread
 
-    @property
-    def depth(self) -> int:
-        return len(self._stack)
-
     @contextlib.contextmanager
     def suppressed(self) -> Iterator[None]:
         self.suppress += 1
@@ -116,10 +109,6 @@ class Recorder:
             self.suppress -= 1
 
     def add_model(self, model: Any) -> None:
-        for ref in self.models:
-            if ref() is model:
-                return
-        self.models.append(weakref.ref(model))
         if self._primary is None:
             self._primary = model
 
@@ -162,13 +151,7 @@ class Recorder:
 
     # -- result -----------------------------------------------------------------------
     def primary_model(self) -> Any:
-        if self._primary is not None:
-            return self._primary
-        for ref in self.models:
-            model = ref()
-            if model is not None:
-                return model
-        return None
+        return self._primary
 
     def build(self, exception: str | None = None, meta: dict[str, Any] | None = None) -> Trace:
         for finalize in self.finalizers:

@@ -89,6 +89,16 @@ class _Generation:
     previous: Record | None = None
     sampled: list[int] = field(default_factory=list)
 
+    def take_sampled(self, tokens: torch.Tensor) -> None:
+        """Record ``tokens[0, -1]`` as the token sampled by the previous step, if one is waiting."""
+        if self.previous is None:
+            return
+        token = _int_or_none(tokens[0, -1])
+        self.previous.data["sampled_token"] = token
+        if token is not None:
+            self.sampled.append(token)
+        self.previous = None
+
 
 def _location(fn: Any) -> SourceLocation | None:
     """Where a hook or forward is defined (unwraps partials and bound methods)."""
@@ -121,7 +131,6 @@ class _Runtime:
         self.BaseTransformer = BaseTransformer
         self.want_modules = recorder.wants("module")
         self.want_hooks = recorder.wants("hook")
-        self.want_steps = recorder.wants("generation")
         self.paths: dict[int, str] = {}
         self.weighted: set[int] = set()
         self.frames: list[_Frame] = []
@@ -217,7 +226,7 @@ class _Runtime:
             self._kwarg_cache.clear()  # drop the references once the outermost forward is done
 
     def _kwargs_infos(self, kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """``tensor_kwargs`` with one TensorInfo per tensor per outermost forward: SAT hands the
+        """The tensor keyword arguments as TensorInfo JSON, one per tensor per outermost forward: SAT hands the
         same masks and ids to every layer, attention and MLP, so most are repeats. Keyed by the
         tensor object, which the caller's kwargs keep alive for the whole forward."""
         cache = self._kwarg_cache
@@ -386,12 +395,8 @@ class _Runtime:
             self.rec.suppress -= 1
         input_ids = kwargs.get("input_ids")
         fed = input_ids.shape[1] if isinstance(input_ids, torch.Tensor) and input_ids.dim() >= 2 else None
-        if gen is not None and gen.previous is not None and isinstance(input_ids, torch.Tensor) and fed is not None:
-            token = _int_or_none(input_ids[0, -1])
-            gen.previous.data["sampled_token"] = token
-            if token is not None:
-                gen.sampled.append(token)
-            gen.previous = None
+        if gen is not None and isinstance(input_ids, torch.Tensor) and fed is not None:
+            gen.take_sampled(input_ids)  # the token fed now is the one sampled after the last step
         if frame.step_token >= 0:
             self.rec.end(frame.step_token, error)
         record = frame.step_record
@@ -408,12 +413,8 @@ class _Runtime:
 
     def _finish_generation(self, gen: _Generation, tokens: Any) -> None:
         """The last step's sampled token is the last token of the returned sequence."""
-        if gen.previous is not None and isinstance(tokens, torch.Tensor) and tokens.dim() == 2:
-            token = _int_or_none(tokens[0, -1])
-            gen.previous.data["sampled_token"] = token
-            if token is not None:
-                gen.sampled.append(token)
-            gen.previous = None
+        if isinstance(tokens, torch.Tensor) and tokens.dim() == 2:
+            gen.take_sampled(tokens)
 
     def wrap_filling(self, original: types.FunctionType) -> Callable[..., Any]:
         runtime = self
@@ -428,7 +429,7 @@ class _Runtime:
             token, record = rec.begin("generation", "filling_sequence", {
                 "function": original.__name__, "phase": "call",
                 "strategy": None if strategy is None else type(strategy).__name__},
-                SourceLocation(*_caller(sys._getframe(2))))
+                SourceLocation.of_frame(sys._getframe(2)))
             error = None
             try:
                 result = original(*args, **kwargs)
@@ -490,10 +491,6 @@ class _Runtime:
         self.generation = None
         self._wrapped_hooks.clear()
         self._kwarg_cache.clear()
-
-
-def _caller(frame: types.FrameType) -> tuple[str, int, str]:
-    return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
 
 
 def install(recorder: Recorder) -> Callable[[], None]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal, TextIO
 
 __all__ = [
@@ -60,6 +61,11 @@ class SourceLocation:
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "function": self.function}
+
+    @classmethod
+    def of_frame(cls, frame: FrameType) -> SourceLocation:
+        """The line a frame is executing (a caller's ``file:line``)."""
+        return cls(file=frame.f_code.co_filename, line=frame.f_lineno, function=frame.f_code.co_name)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SourceLocation:
@@ -172,9 +178,6 @@ class Trace:
     # -- queries renderers use -------------------------------------------------
     def of(self, category: Category) -> Iterator[Event]:
         return (e for e in self.events if e.category == category)
-
-    def children(self, event_id: int | None) -> list[Event]:
-        return [e for e in self.events if e.parent == event_id]
 
     def by_id(self) -> dict[int, Event]:
         return {e.id: e for e in self.events}

@@ -23,7 +23,6 @@ __all__ = [
     "short",
     "tensor_info",
     "tensor_infos",
-    "tensor_kwargs",
 ]
 
 MAX_SHORT = 160
@@ -52,11 +51,6 @@ def tensor_infos(values: Any) -> list[dict[str, Any] | None]:
     if isinstance(values, (tuple, list)):
         return [tensor_info(v) if isinstance(v, torch.Tensor) else None for v in values]
     return [None]
-
-
-def tensor_kwargs(kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """{name: TensorInfo JSON} for the tensor-valued keyword arguments only."""
-    return {k: tensor_info(v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
 
 
 def _clip(text: str, limit: int = MAX_SHORT) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from sat.arguments import overwrite_args_by_dict, update_args_with_file
 from sat.model.base_model import get_model
 
 from ..devices import ForceDevice
+from ..values import count_parameters
 from .config import ModelConfig, load_config
 from .model import CogVLMModel
 
@@ -40,7 +42,7 @@ class BuildResult:
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return count_parameters(self.model)
 
 
 def environment_args(args: argparse.Namespace, *, device: str = "cpu", seed: int = DEFAULT_SEED,
@@ -71,8 +73,6 @@ def environment_args(args: argparse.Namespace, *, device: str = "cpu", seed: int
 def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
                    seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
     """The article's Namespace: SAT defaults <- model_config.json <- overrides <- environment."""
-    if device not in DEVICES:
-        raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
     args = CogVLMModel.get_args()
     args = update_args_with_file(args, path=str(config.path))
     args = overwrite_args_by_dict(args, overwrite_args=dict(overrides or {}))
@@ -84,6 +84,15 @@ def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int 
     return args
 
 
+@contextlib.contextmanager
+def placement(device: str, seed: int) -> Iterator[None]:
+    """Where and from which seed a build happens: ``torch.manual_seed(seed)``, and on ``meta``
+    every tensor factory forced onto the meta device (:class:`tracer.devices.ForceDevice`)."""
+    torch.manual_seed(seed)
+    with ForceDevice("meta") if device == "meta" else contextlib.nullcontext():
+        yield
+
+
 def build_model(spec: str | ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
                 seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> BuildResult:
     """Build CogVLM through SAT's ``get_model`` the way the article does.
@@ -93,9 +102,7 @@ def build_model(spec: str | ModelConfig, *, device: str = "cpu", num_layers: int
     """
     config = spec if isinstance(spec, ModelConfig) else load_config(spec)
     args = inference_args(config, device=device, num_layers=num_layers, seed=seed, overrides=overrides)
-    torch.manual_seed(seed)
-    placement = ForceDevice("meta") if device == "meta" else contextlib.nullcontext()
-    with placement:
+    with placement(device, seed):
         model = get_model(args, CogVLMModel)
     model.eval()
     return BuildResult(model=model, args=args, config=config)

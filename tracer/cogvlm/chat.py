@@ -134,9 +134,7 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     # a shape error deep in the model. We drop such tags.
     clean = text_processor.replace_tags_with_empty
     history = [(clean(q), clean(r)) for q, r in history or []]
-    query = clean(query)
-    if not query.strip():
-        raise UserError("empty query: expected a question about the image")
+    query = text_processor.clean_query(query)
     prompt = text_processor.history_to_prompt(query, history)
     pil = image if isinstance(image, Image.Image) else open_image(image)
 
@@ -146,10 +144,7 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     inputs = {k: _to_model(v, device, dtype) for k, v in text_processor(prompt).items()}
     input_ids = inputs.pop("input_ids")[0]  # (C,)
     context_length = len(input_ids)
-    if options.max_length - context_length <= 1:
-        raise UserError(f"the prompt is {context_length} tokens ({text_processor.image_length} of them image "
-                        f"slots) and --max-length is {options.max_length}: expected --max-length of at least "
-                        f"{context_length + 2}")
+    text_processor.check_room(context_length, options.max_length)
     padding = torch.full((options.max_length - context_length,), -1, dtype=input_ids.dtype, device=device)
     seq = torch.cat([input_ids, padding])  # (max_length,)
     strategy = BaseStrategy(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,

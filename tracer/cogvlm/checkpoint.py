@@ -48,9 +48,8 @@ from pathlib import Path
 import torch
 from sat.training.model_io import extract_model_specific_args_to_dump
 
-from ..devices import ForceDevice
 from ..errors import UserError
-from .build import DEFAULT_SEED, DEVICES, build_model, environment_args
+from .build import DEFAULT_SEED, DEVICES, build_model, environment_args, placement
 from .config import CONFIG_FILE, ModelConfig, load_config
 from .model import CogVLMModel
 
@@ -368,7 +367,7 @@ def _expected_shapes(config: ModelConfig, seed: int) -> dict[str, torch.Size]:
     return {name: tensor.shape for name, tensor in model.state_dict().items()}
 
 
-def load_model(spec: str | Path, *, device: str = "cpu", build_only: bool = False,
+def load_model(spec: str | Path | ModelConfig, *, device: str = "cpu", build_only: bool = False,
                seed: int = DEFAULT_SEED) -> tuple[CogVLMModel, argparse.Namespace]:
     """Load CogVLM from a checkpoint folder or a config, through ``CogVLMModel.from_pretrained``.
 
@@ -388,7 +387,7 @@ def load_model(spec: str | Path, *, device: str = "cpu", build_only: bool = Fals
     """
     if device not in DEVICES:
         raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
-    config = load_config(spec)
+    config = spec if isinstance(spec, ModelConfig) else load_config(spec)
     if build_only:
         return _from_pretrained(config.directory, device=device, seed=seed, build_only=True)
     if device == "meta":
@@ -416,8 +415,6 @@ def _from_pretrained(directory: Path, *, device: str, seed: int,
                      build_only: bool) -> tuple[CogVLMModel, argparse.Namespace]:
     """SAT's real entry point, with our environment settings; meta builds allocate nothing."""
     args = loader_args(device=device, seed=seed, skip_init=device == "meta" or not build_only)
-    torch.manual_seed(seed)
-    placement = ForceDevice("meta") if device == "meta" else contextlib.nullcontext()
-    with placement:
+    with placement(device, seed):
         model, args = CogVLMModel.from_pretrained(str(directory), args=args, build_only=build_only)
     return model.eval(), args

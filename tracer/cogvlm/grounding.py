@@ -34,7 +34,7 @@ from ..errors import UserError
 from ..files import write_atomic
 from ..render.fonts import font_for, has_cjk
 
-__all__ = ["Box", "GroundedPhrase", "Grounding", "draw_grounding", "parse_grounding", "save_atomically",
+__all__ = ["Box", "GroundedPhrase", "Grounding", "check_output_file", "draw_grounding", "parse_grounding", "save_atomically",
            "save_grounding"]
 
 BOX_PATTERN = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
@@ -199,14 +199,18 @@ def draw_grounding(image: Image.Image, grounding: Grounding, fit: bool = True) -
     return Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
 
 
+def check_output_file(path: Path) -> None:
+    """A ``UserError`` unless ``path`` can be written as a new or replaced image file."""
+    if path.is_dir():
+        raise UserError(f"--output {path}: is a directory, expected a file name such as output.png")
+    if not path.parent.is_dir():
+        raise UserError(f"--output {path}: folder {path.parent} does not exist")
+
+
 def save_atomically(image: Image.Image, path: str | Path) -> Path:
     """Write ``image`` as PNG to ``path`` so that ``path`` is either the old file or the whole new one."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"--output {path}: is a directory, expected a file name such as output.png")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"--output {path}: folder {folder} does not exist")
+    check_output_file(path)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return write_atomic(path, buffer.getvalue())

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from torch import nn
-
+from ..render.common import human_count
+from ..values import count_parameters
 from .build import BuildResult
 from .model import CogVLMModel
 
 __all__ = ["format_build_summary", "human_count", "parameter_table"]
 
 
-def human_count(n: int) -> str:
-    """17639685376 -> '17.64 B'; 644000 -> '644.0 K'."""
-    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}" if unit == "B" else f"{n / size:.1f} {unit}"
-    return str(n)
-
-
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def parameter_table(model: CogVLMModel) -> list[tuple[str, int]]:
     """(path, parameters) for the transformer, each mixin and each mixin's direct children."""
-    rows: list[tuple[str, int]] = [("transformer", _count(model.transformer))]
+    rows: list[tuple[str, int]] = [("transformer", count_parameters(model.transformer))]
     for name, mixin in model.mixins.items():
-        rows.append((f"mixins.{name}", _count(mixin)))
+        rows.append((f"mixins.{name}", count_parameters(mixin)))
         for child_name, child in mixin.named_children():
-            rows.append((f"mixins.{name}.{child_name}", _count(child)))
+            rows.append((f"mixins.{name}.{child_name}", count_parameters(child)))
         for param_name, param in mixin.named_parameters(recurse=False):
             rows.append((f"mixins.{name}.{param_name}", param.numel()))
     return rows
@@ -48,8 +36,9 @@ def format_build_summary(result: BuildResult, *, seconds: float, peak_rss_mb: fl
         "",
         "where the parameters live:",
     ]
-    width = max(len(path) for path, _ in parameter_table(model))
-    for path, count in parameter_table(model):
+    table = parameter_table(model)
+    width = max(len(path) for path, _ in table)
+    for path, count in table:
         indent = "  " * (path.count(".") - path.startswith("mixins."))
         lines.append(f"  {indent}{path:<{width}}  {count:>16,}")
     lines += ["", "SAT hooks (hook -> who serves it, from model.hook_origins):"]

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from .tokenizer import Tokenizer, check_version
 
 __all__ = [
@@ -166,6 +167,21 @@ class TextProcessor:
         """Remove ``<pad>``, ``<s>``, ``</s>`` and ``<EOI>``: a query must not add special tags or
         a second image slot (the model gets one image)."""
         return _TAGS.sub("", text)
+
+    def clean_query(self, query: str, empty: str = "empty query: expected a question about the image") -> str:
+        """``query`` without special tags (see :meth:`replace_tags_with_empty`); a ``UserError``
+        saying ``empty`` when nothing is left."""
+        query = self.replace_tags_with_empty(query)
+        if not query.strip():
+            raise UserError(empty)
+        return query
+
+    def check_room(self, context_length: int, max_length: int) -> None:
+        """A ``UserError`` unless a prompt of ``context_length`` tokens leaves room for an answer."""
+        if max_length - context_length <= 1:
+            raise UserError(f"the prompt is {context_length} tokens ({self.image_length} of them image slots) "
+                            f"and --max-length is {max_length}: expected --max-length of at least "
+                            f"{context_length + 2}")
 
     def token_ids(self, prompt: str) -> tuple[list[int], list[int]]:
         """Token ids with image slots expanded, and the index of each image's ``eoi`` slot."""

@@ -19,6 +19,7 @@ pad 3); :class:`LlamaTokenizerAdapter` on a real tokenizer directory through tra
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from ..errors import UserError
 
 __all__ = [
+    "DEFAULT_VERSIONS",
     "TINY_TOKENIZER",
     "TINY_TOKENIZER_TYPE",
     "VERSIONS",
@@ -33,6 +35,7 @@ __all__ = [
     "SentencePieceTokenizer",
     "Tokenizer",
     "check_version",
+    "choose_version",
     "load_tokenizer",
     "tokenizer_for_config",
 ]
@@ -50,6 +53,32 @@ def check_version(version: str) -> str:
     if version not in VERSIONS:
         raise UserError(f"unknown version {version!r}: expected one of {', '.join(VERSIONS)}")
     return version
+
+
+# Upstream README's "Which --version to use" table, for when neither --version nor the
+# config's text_processor_version says.
+DEFAULT_VERSIONS = {
+    "cogvlm-chat-v1.1": "chat_old",
+    "cogvlm-chat": "chat_old",
+    "cogvlm-grounding-generalist": "base",
+    "cogvlm-base-224": "base",
+    "cogvlm-base-490": "base",
+}
+
+
+def choose_version(requested: str | None, values: dict[str, Any], name: str) -> str:
+    """The prompt template: the config's ``text_processor_version``, else ``requested``, else
+    upstream's choice for the checkpoint ``name`` (its README's table), else ``chat``."""
+    if requested is not None:
+        check_version(requested)
+    configured = values.get("text_processor_version")
+    if configured is not None:
+        # Upstream lets the checkpoint's setting win over --version; so do we, saying so.
+        if requested is not None and requested != configured:
+            print(f"note: {name} sets text_processor_version={configured!r}; using it instead of --version "
+                  f"{requested}", file=sys.stderr)
+        return check_version(str(configured))
+    return requested or DEFAULT_VERSIONS.get(name, "chat")
 
 
 class Tokenizer(abc.ABC):

@@ -10,10 +10,10 @@ unknown version or a prompt longer than ``--max-length`` costs no model load and
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cogvlm import SAMPLE_IMAGE
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -21,19 +21,9 @@ if TYPE_CHECKING:
     from ..cogvlm.image_processor import ImageProcessor
     from ..cogvlm.text_processor import TextProcessor
 
-SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "cogvlm" / "assets" / "sample.png"
 # Below this many parameters a generation step is too little work to split across threads:
 # measured on 2 busy cores, one thread ran a tiny turn 6-8x faster than two.
 SINGLE_THREAD_BELOW = 100_000_000
-# Upstream README's "Which --version to use" table, for when neither --version nor the
-# config's text_processor_version says.
-DEFAULT_VERSIONS = {
-    "cogvlm-chat-v1.1": "chat_old",
-    "cogvlm-chat": "chat_old",
-    "cogvlm-grounding-generalist": "base",
-    "cogvlm-base-224": "base",
-    "cogvlm-base-490": "base",
-}
 WELCOME = ('Welcome to the CogVLM CLI (cogtrace). Enter an image path (Enter for {default}), then questions. '
            'Type "clear" to start over with another image, or "stop" to end.')
 
@@ -70,38 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # Checks that run before the model is loaded
 
 
-def _choose_version(requested: str | None, values: dict[str, Any], name: str) -> str:
-    from ..cogvlm.tokenizer import check_version
-
-    if requested is not None:
-        check_version(requested)
-    configured = values.get("text_processor_version")
-    if configured is not None:
-        # Upstream lets the checkpoint's setting win over --version; so do we, saying so.
-        if requested is not None and requested != configured:
-            print(f"note: {name} sets text_processor_version={configured!r}; using it instead of --version "
-                  f"{requested}", file=sys.stderr)
-        return check_version(str(configured))
-    return requested or DEFAULT_VERSIONS.get(name, "chat")
-
-
-def _check_output(path: Path) -> None:
-    if path.is_dir():
-        raise UserError(f"--output {path}: is a directory, expected a file name such as output.png")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"--output {path}: folder {folder} does not exist")
-
-
 def _check_query(query: str, text_processor: TextProcessor, max_length: int) -> None:
     """Refuse an empty query or one whose prompt leaves no room for an answer."""
-    query = text_processor.replace_tags_with_empty(query)
-    if not query.strip():
-        raise UserError("empty query: expected a question about the image, e.g. --query \"What is in the image?\"")
+    query = text_processor.clean_query(
+        query, "empty query: expected a question about the image, e.g. --query \"What is in the image?\"")
     ids, _ = text_processor.token_ids(text_processor.history_to_prompt(query))
-    if max_length - len(ids) <= 1:
-        raise UserError(f"the prompt is {len(ids)} tokens ({text_processor.image_length} of them image slots) "
-                        f"and --max-length is {max_length}: expected --max-length of at least {len(ids) + 2}")
+    text_processor.check_room(len(ids), max_length)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,15 +144,16 @@ def _set_threads(requested: int | None, model: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cogvlm.config import load_config
+    from ..cogvlm.grounding import check_output_file
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
-    from ..cogvlm.tokenizer import tokenizer_for_config
+    from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
 
     # 1. Everything the user typed, before the (slow) model load.
     config = load_config(args.config)
-    version = _choose_version(args.version, config.values, config.name)
+    version = choose_version(args.version, config.values, config.name)
     output = Path(args.output)
-    _check_output(output)
+    check_output_file(output)
     max_position = int(config.values.get("max_sequence_length", args.max_length))
     if args.max_length > max_position:
         raise UserError(f"--max-length {args.max_length}: above the model's max_sequence_length {max_position}")
@@ -212,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[Language processor version]: {version}")
     # --seed is for sampling only: a tiny config always gets the same generated checkpoint.
-    model, _ = load_model(args.config, device="cpu")
+    model, _ = load_model(config, device="cpu")
     add_autoregressive_mixin(model)
     _set_threads(args.threads, model)
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UserError
 
 if TYPE_CHECKING:
+    from ..cogvlm.config import ModelConfig
     from ..cogvlm.text_processor import TextProcessor
     from ..trace import Trace
 
@@ -131,26 +132,25 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: is a file, expected a folder")
     if args.build_only or args.device == "meta":
-        return _build_only(args, out)
+        return _build_only(args, config, out)
 
+    from ..cogvlm import SAMPLE_IMAGE
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
-    from ..cogvlm.tokenizer import tokenizer_for_config
-    from .chat import SAMPLE_IMAGE, _choose_version  # the chat command's own defaults
+    from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
 
-    version = _choose_version(args.version, config.values, config.name)
+    version = choose_version(args.version, config.values, config.name)
     tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
-    probe = TextProcessor(tokenizer, 1 << 30, int(config.values["image_length"]))
-    query = probe.replace_tags_with_empty(args.query)
-    if not query.strip():
-        raise UserError("empty --query: expected a question about the image")
-    context = len(probe.token_ids(probe.history_to_prompt(query))[0])
+    # max_length is upstream's max_target_length, which inference never reads: the answer's
+    # room is set below, from the prompt's own length.
+    text_processor = TextProcessor(tokenizer, 1 << 30, int(config.values["image_length"]))
+    query = text_processor.clean_query(args.query, "empty --query: expected a question about the image")
+    context = len(text_processor.token_ids(text_processor.history_to_prompt(query))[0])
     max_length = context + args.max_new_tokens
     limit = int(config.values.get("max_sequence_length", max_length))
     if max_length > limit:
         raise UserError(f"the prompt is {context} tokens and --max-new-tokens {args.max_new_tokens}: "
                         f"above the model's max_sequence_length {limit}")
-    text_processor = TextProcessor(tokenizer, max_length, int(config.values["image_length"]))
     image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
     image_path = args.image or str(SAMPLE_IMAGE)
     image = open_image(image_path)  # a bad image fails here, before the model load
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # Recorded in memory and written only on success: a failed run leaves no folder behind.
     with record(None, meta=meta) as handle:
-        model, _ = load_model(args.config, device="cpu", seed=args.seed)
+        model, _ = load_model(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options)
         handle.meta["response"] = result.response
@@ -177,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
     traced = time.perf_counter() - started
     trace = handle.trace
     assert trace is not None  # set by the with block's exit
-    out.mkdir(parents=True, exist_ok=True)
-    write_files(trace, out)
+    write_files(trace, out)  # creates the folder
     grounding = save_grounding(result.image, result.response, out / "output.png")
     started = time.perf_counter()
     written = write_views(trace, out)
@@ -195,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_only(args: argparse.Namespace, out: Path) -> int:
+def _build_only(args: argparse.Namespace, config: ModelConfig, out: Path) -> int:
     """The article's ``from_pretrained(..., build_only=True)``, traced: construction views only."""
     from ..cogvlm.checkpoint import load_model
     from ..recorder import trace as record
@@ -205,11 +204,10 @@ def _build_only(args: argparse.Namespace, out: Path) -> int:
                             "config": str(args.config), "device": args.device}
     started = time.perf_counter()
     with record(None, categories=("construction",), meta=meta) as handle:
-        load_model(args.config, device=args.device, build_only=True, seed=args.seed)
+        load_model(config, device=args.device, build_only=True, seed=args.seed)
     trace = handle.trace
     assert trace is not None
-    out.mkdir(parents=True, exist_ok=True)
-    write_files(trace, out)
+    write_files(trace, out)  # creates the folder
     traced = time.perf_counter() - started
     written = write_views(trace, out)
     report = written["report.html"]

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,10 @@ def _quiet() -> contextlib.AbstractContextManager[Any]:
 
 def forward_inputs(config: Any, *, with_image: bool = True) -> dict[str, Any]:
     """A real tiny forward's keyword arguments, made the way ``chat()`` makes them."""
+    from ..cogvlm import SAMPLE_IMAGE
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor, masks_and_position_ids
     from ..cogvlm.tokenizer import tokenizer_for_config
-    from .chat import SAMPLE_IMAGE
 
     tokenizer = tokenizer_for_config(config.values, None, "base")
     processor = TextProcessor(tokenizer, 4096, int(config.values["image_length"]))
@@ -121,6 +122,7 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     from ..cogvlm.build import build_model
     from ..cogvlm.config import load_config
     from ..recorder import trace as record
+    from ..render.common import HOOK_NAMES
     from ..render.hooks import render_hooks
     from ..render.modules import render_modules
 
@@ -147,12 +149,12 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     ours_text = render_modules(ours, width=width) + "\n" + render_hooks(ours, width=width)
 
     rows = stats.summary_list
-    param_modules = {name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
-    seen_text_only = {id(r.module) for r in text_stats.summary_list}
-    by_id = {id(m): name for name, m in model.named_modules()}
-    missing = sorted(by_id[id(m)] for name, m in model.named_modules() if name in param_modules
-                     and id(m) not in seen_text_only)
     modules = dict(model.named_modules())
+    by_id = {id(m): name for name, m in modules.items()}
+    seen_text_only = {id(r.module) for r in text_stats.summary_list}
+    # Modules with weights of their own that a text-only forward never called.
+    missing = sorted(name for name, m in modules.items()
+                     if any(True for _ in m.parameters(recurse=False)) and id(m) not in seen_text_only)
     missing_params = sum(p.numel() for name in missing for p in modules[name].parameters(recurse=False))
     hooks = list(ours.of("hook"))
     # Modules a hook ran in place of (SAT calls hooks['layer_forward'](...) instead of
@@ -164,14 +166,12 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
         if path is not None:
             shown[path] = shown.get(path, False) or bool(r.input_size or r.output_size)
     no_shapes = sorted(p for p, has in shown.items() if not has and p in served)
-    by_mixin: dict[str, int] = {}
-    for e in hooks:
-        by_mixin[str(e.data.get("served_by", "?"))] = by_mixin.get(str(e.data.get("served_by", "?")), 0) + 1
+    by_mixin = Counter(str(e.data.get("served_by", "?")) for e in hooks)
     attributions = sorted({(w, str(e.data.get("layer_path", ""))) for e in hooks for w in e.data.get("weights") or []
                            if str(w).startswith("mixins.") and "vision" in str(w)})
     mlp = [e for e in hooks if e.data.get("hook") == "mlp_forward" and not e.data.get("model_path")]
     branch = (mlp[0].data.get("branch") or {}) if mlp else {}
-    names = set(HOOK_NAMES_FOR_COUNT)
+    names = set(HOOK_NAMES)
     return Comparison(
         torchinfo_text=str(stats), cogtrace_text=ours_text, torchinfo_rows=len(rows),
         torchinfo_recursive_rows=sum(1 for r in rows if r.is_recursive),
@@ -186,11 +186,6 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
         construction_calls=sum(1 for _ in construction.of("construction")),
         mixin_calls=sum(1 for e in construction.of("construction")
                         if e.data.get("function") in ("add_mixin", "del_mixin")))
-
-
-HOOK_NAMES_FOR_COUNT = ("attention_fn", "attention_forward", "cross_attention_forward", "routing_forward",
-                        "mlp_forward", "word_embedding_forward", "position_embedding_forward", "final_forward",
-                        "layer_forward")
 
 
 def differences(c: Comparison) -> str:

@@ -20,5 +20,5 @@ renders on any machine. One module per view:
 Submodules are imported on use, so ``import tracer.render`` is cheap.
 """
 
-__all__ = ["architecture", "calls", "common", "diagrams", "files", "hooks", "modules", "report", "steps",
+__all__ = ["architecture", "calls", "common", "diagrams", "fonts", "hooks", "modules", "report", "steps",
            "terminal", "tokens"]

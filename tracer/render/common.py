@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..trace import Event, SourceLocation, Trace
+from ..trace import Event, SourceLocation
 
 __all__ = [
     "HOOK_NAMES",
@@ -111,9 +111,9 @@ def children_index(events: Iterable[Event]) -> dict[int | None, list[Event]]:
     return index
 
 
-def descendants(trace: Trace, root: Event) -> list[Event]:
-    """Every event that ran inside ``root`` (any category), in call order."""
-    index = children_index(trace.events)
+def descendants(index: Mapping[int | None, list[Event]], root: Event) -> list[Event]:
+    """Every event that ran inside ``root`` (any category), in call order; ``index`` is
+    :func:`children_index` of the trace's events, built once by the caller."""
     out: list[Event] = []
     stack = list(reversed(index.get(root.id, [])))
     while stack:

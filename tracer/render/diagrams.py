@@ -8,6 +8,7 @@ by ``scripts/ensure_graphviz.sh``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from ..errors import UserError
@@ -235,7 +236,9 @@ def dot_source(trace: Trace, diagram: str = "architecture") -> str:
 
 # -- running dot -------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def _pipe(dot: str, fmt: str) -> bytes:
+    """Run ``dot``; the same graph asked for twice (report.html and its .svg files) runs once."""
     import graphviz
 
     try:

@@ -99,7 +99,7 @@ def hook_rows(trace: Trace, *, all_hooks: bool = True) -> list[HookRow]:
         for hook in names:
             key = (model_path, hook)
             rows.append(HookRow(model_path, hook, table.get(hook, "default"), classes.get(key, ""),
-                                dispatch[key], fold_numeric(sorted(layers.get(key, set()), key=int)),
+                                dispatch[key], fold_numeric(sorted(layers.get(key, ()))),
                                 tokens[(*key, "vision")], tokens[(*key, "language")]))
     return rows
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..trace import Trace
-from .common import children_index, duration_text, shapes_text
+from .common import children_index, descendants, duration_text, shapes_text
 
 __all__ = ["StepRow", "render_steps", "step_rows"]
 
@@ -55,13 +55,10 @@ def step_rows(trace: Trace) -> list[StepRow]:
     for i, e in enumerate(sorted(steps, key=lambda e: (e.start_ns, e.id))):
         counts: Counter[str] = Counter()
         vision = 0
-        stack = list(index.get(e.id, []))
-        while stack:
-            child = stack.pop()
+        for child in descendants(index, e):
             counts[child.category] += 1
             if child.category == "hook" and child.data.get("hook") == "mlp_forward":
                 vision = max(vision, int((child.data.get("branch") or {}).get("vision_tokens", 0) or 0))
-            stack.extend(index.get(child.id, []))
         d = e.data
         token = d.get("sampled_token")
         piece = _piece(token, vocab)

@@ -71,6 +71,10 @@ class Segment:
     def piece_text(self) -> str:
         return self.piece if self.count == 1 else f"{self.piece} ×{self.count}"
 
+    @property
+    def role_text(self) -> str:
+        return self.role if self.count == 1 else f"{self.role} ×{self.count}"
+
 
 def _layout(trace_or_layout: Trace | Mapping[str, Any]) -> Mapping[str, Sequence[Any]]:
     layout = trace_or_layout.meta.get("token_layout") if isinstance(trace_or_layout, Trace) else trace_or_layout
@@ -177,10 +181,6 @@ MASK_COLOURS = {"image_embed_mask": (242, 153, 74), "vision_expert_mask": (214, 
 CELL_W, FOLD_W, CELL_H, LABEL_W, PAD = 78, 170, 30, 170, 16
 
 
-def _font(size: int) -> Any:
-    return font_for(size)
-
-
 def _covering(font: Any, text: str) -> Any:
     """``font``, or a CJK font of the same size when ``text`` holds Chinese (a prompt's pieces)."""
     return font_for(font.size, cjk=True) if has_cjk(text) and hasattr(font, "size") else font
@@ -191,7 +191,7 @@ def layout_png(trace_or_layout: Trace | Mapping[str, Any], *, max_width: int = 1
     from PIL import Image, ImageDraw
 
     segments = layout_segments(trace_or_layout)
-    font, small, bold = _font(13), _font(11), _font(15)
+    font, small, bold = font_for(13), font_for(11), font_for(15)
     widths = [FOLD_W if s.count > 1 else CELL_W for s in segments]
     bands: list[list[int]] = [[]]
     used = LABEL_W + PAD
@@ -227,10 +227,9 @@ def layout_png(trace_or_layout: Trace | Mapping[str, Any], *, max_width: int = 1
             role_box = (x + 2, y0 + 2, x + w - 2, y0 + CELL_H - 2)
             draw.rounded_rectangle(role_box, radius=5, fill=ROLE_COLOURS.get(s.role, (230, 230, 230)),
                                    outline=(120, 120, 120))
-            centred(role_box, s.role if s.count == 1 else f"{s.role} ×{s.count}")
+            centred(role_box, s.role_text)
             piece_box = (x + 2, y0 + CELL_H + 2, x + w - 2, y0 + 2 * CELL_H - 2)
-            piece = s.piece if s.count == 1 else f"{s.piece} ×{s.count}"
-            centred(piece_box, _clip(draw, piece, w - 6, _covering(small, piece)), small)
+            centred(piece_box, _clip(draw, s.piece_text, w - 6, _covering(small, s.piece_text)), small)
             for m, mask in enumerate(MASKS):
                 top = y0 + (2 + m) * CELL_H
                 box = (x + 6, top + 6, x + w - 6, top + CELL_H - 6)
