@@ -11,23 +11,24 @@ OUT     ?= out
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/ensure_graphviz.sh scripts/ensure_chromium.sh scripts/ensure_fonts.sh
+$(STAMP): pyproject.toml scripts/apt_install.sh scripts/ensure_graphviz.sh scripts/ensure_chromium.sh scripts/ensure_fonts.sh
 	bash scripts/ensure_graphviz.sh
 	bash scripts/ensure_chromium.sh
 	bash scripts/ensure_fonts.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The pin takes the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH)
 	touch $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-generalist -o $(OUT)
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check tracer tests walkthroughs scripts bench
 	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 # Regenerate docs/diagrams/ (a traced tiny run and the full-size model on meta) and

@@ -89,7 +89,9 @@ def main() -> int:
         return 1
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    path.write_text(head + block + tail, encoding="utf-8")
+    from tracer.files import write_atomic
+
+    write_atomic(path, head + block + tail)  # a hand-edited page: never leave it half-written
     print(f"updated {path}")
     return 0
 

@@ -73,6 +73,7 @@ def import_upstream(checkout: Path) -> type:
 def _inputs(config: Any) -> dict[str, Any]:
     from PIL import Image
 
+    from tracer.cogvlm import SAMPLE_IMAGE
     from tracer.cogvlm.image_processor import get_image_processor
     from tracer.cogvlm.text_processor import TextProcessor
     from tracer.cogvlm.tokenizer import tokenizer_for_config
@@ -80,7 +81,7 @@ def _inputs(config: Any) -> dict[str, Any]:
     tokenizer = tokenizer_for_config(config.values, None, "base")
     text = TextProcessor(tokenizer, 512, int(config.values["image_length"]))
     image_size = int(config.values["eva_args"]["image_size"][0])
-    image = Image.open(ROOT / "tracer" / "cogvlm" / "assets" / "sample.png").convert("RGB")
+    image = Image.open(SAMPLE_IMAGE).convert("RGB")
     inputs: dict[str, Any] = dict(text(text.history_to_prompt(QUERY)))
     ids = inputs["input_ids"][0]
     _, mask, positions = text.get_func(ids, **{k: v for k, v in inputs.items() if k != "input_ids"})(ids)

@@ -9,9 +9,7 @@ for name in chromium chromium-browser; do
     exit 0
   fi
 done
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+if bash "$(dirname "$0")/apt_install.sh" chromium; then
   command -v chromium >/dev/null 2>&1 && exit 0
 fi
 echo "warning: Chromium not found; the headless-browser check of the HTML report will be skipped (Debian/Ubuntu: sudo apt-get install chromium)" >&2

@@ -5,9 +5,8 @@ set -euo pipefail
 if command -v dot >/dev/null 2>&1; then
   exit 0
 fi
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
+# With its recommended fonts, as before: dot draws labels with them.
+if APT_WITH_RECOMMENDS=1 bash "$(dirname "$0")/apt_install.sh" graphviz; then
   command -v dot >/dev/null 2>&1 && exit 0
 fi
 echo "error: Graphviz 'dot' not found; install it (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz)" >&2

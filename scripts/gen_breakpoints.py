@@ -4,7 +4,8 @@ A list of breakpoints goes stale the day SAT moves a line. So the page is genera
 
 1. each function below is imported from the *installed* SAT (or this repo) and located with
    :mod:`inspect` — its ``file:line``, and the line inside it worth stopping at;
-2. one tiny run — ``load_model`` (from_pretrained → load_checkpoint) and a 4-token ``chat()``
+2. one tiny run — ``load_model`` (a meta build that checks the keys, then from_pretrained →
+   load_checkpoint) and a 4-token ``chat()``
    turn, i.e. walkthroughs 03 and 05 — is recorded with :func:`sys.setprofile`, counting how
    often each function is entered, however it was imported;
 3. the table is written to ``docs/breakpoints.md``.
@@ -171,6 +172,7 @@ def shown_path(file: Path) -> str:
 
 def count_calls(codes: set[CodeType]) -> Counter[CodeType]:
     """Run walkthroughs 03 + 05 in miniature under ``sys.setprofile`` and count entries."""
+    from tracer.cogvlm import SAMPLE_IMAGE
     from tracer.cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
     from tracer.cogvlm.checkpoint import generated_checkpoint, load_model
     from tracer.cogvlm.config import load_config
@@ -180,7 +182,6 @@ def count_calls(codes: set[CodeType]) -> Counter[CodeType]:
 
     config = load_config("configs/tiny/cogvlm-grounding-generalist")
     generated_checkpoint(config)  # outside the count: a cold cache would add a build + save
-    image = REPO / "tracer" / "cogvlm" / "assets" / "sample.png"
     counts: Counter[CodeType] = Counter()
 
     def profile(frame: FrameType, event: str, arg: Any) -> None:
@@ -194,7 +195,7 @@ def count_calls(codes: set[CodeType]) -> Counter[CodeType]:
         tokenizer = tokenizer_for_config(vars(args), None, "chat_old")
         processor = TextProcessor(tokenizer, max_length=2048, image_length=args.image_length)
         context = processor(processor.history_to_prompt("What is the red shape?"))["input_ids"].shape[1]
-        chat(image, model, processor, get_image_processor(args.eva_args["image_size"][0]), "What is the red shape?",
+        chat(SAMPLE_IMAGE, model, processor, get_image_processor(args.eva_args["image_size"][0]), "What is the red shape?",
              options=SamplingOptions(max_length=context + 4, top_k=1))
     finally:
         sys.setprofile(None)
@@ -223,10 +224,15 @@ def render(sections: list[tuple[str, str, list[Location]]], counts: Counter[Code
         "2. `Ctrl+P`, type the path below with `:line` — SAT lives under "
         "`.venv/lib/python3.*/site-packages/` — and press `F9`. 按 `Ctrl+P` 输入下表的路径和 `:行号`"
         "（SAT 位于 `.venv/lib/python3.*/site-packages/` 下），按 `F9` 设置断点。",
-        "3. *Calls* counts how often the function ran in one tiny run: `load_model` (from_pretrained → "
-        "load_checkpoint) plus a 4-token `chat()` turn (walkthroughs 03 and 05). A hot function "
-        "(hundreds of calls) deserves a conditional breakpoint, e.g. `kw_args['layer_id'] == 0`. "
-        "*Calls* 是一次 tiny 运行（`load_model` + 生成 4 个 token 的 `chat()`）中该函数被调用的次数；"
+        "3. *Calls* counts how often the function ran in one tiny run: `load_model` plus a 4-token "
+        "`chat()` turn (walkthroughs 03 and 05). `load_model` builds the model twice — once on the meta "
+        "device to check the checkpoint's keys and shapes, then `from_pretrained → load_checkpoint` — so "
+        "construction functions count 2 where the article's flow alone would count 1; a breakpoint there "
+        "stops twice in `cogtrace chat` too. A hot function (hundreds of calls) deserves a conditional "
+        "breakpoint, e.g. `kw_args['layer_id'] == 0`. "
+        "*Calls* 是一次 tiny 运行（`load_model` + 生成 4 个 token 的 `chat()`）中该函数被调用的次数。"
+        "`load_model` 会构建两次模型：先在 meta 设备上构建以检查权重的键和形状，再执行 "
+        "`from_pretrained → load_checkpoint`，所以构建相关函数计数为 2（断点在 `cogtrace chat` 中也会停两次）。"
         "调用很多的函数建议用条件断点，例如 `kw_args['layer_id'] == 0`。",
         "",
     ]

@@ -61,10 +61,9 @@ def cli(*argv: str) -> None:
 
 
 def load_trace(path: Path) -> Any:
-    from tracer.trace import Trace
+    from tracer.commands.render import load_trace as load  # one-line errors for a bad file
 
-    with path.open(encoding="utf-8") as f:
-        return Trace.load(f)
+    return load(path)
 
 
 def tiny_layout(image_length: int) -> dict[str, list[Any]]:
@@ -103,7 +102,7 @@ def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]
         "calls": calls_dot, "modules": modules_dot, "architecture": architecture_dot}
     for name, make_dot in diagrams.items():
         dot = relative_paths(make_dot(trace))
-        put(f"{name}.dot", dot)
+        put(f"{name}.dot", dot)  # put() makes paths relative again: a no-op on this text
         put(f"{name}.svg", to_svg(dot))
         put(f"{name}.png", to_png(dot))
     source = layout if layout is not None else trace

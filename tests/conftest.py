@@ -7,6 +7,8 @@ writes the user's ``~/.cache``.
 from __future__ import annotations
 
 import argparse
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--overwrite-golden", action="store_true", default=False,
                      help="regenerate the golden files under tests/golden/ instead of comparing with them")
 # ---- end: render golden files ------------------------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` with almost no pixel data: a bomb, as open() sees it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

@@ -4,15 +4,14 @@ including every bad input of issue 3 item 8 (one line, non-zero exit, no traceba
 from __future__ import annotations
 
 import io
-import struct
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import png_header_only
 from PIL import Image
 
 import tracer.cogvlm.chat  # noqa: F401  (import SAT now, so its import-time logging is not captured below)
@@ -247,13 +246,6 @@ def test_cli_interactive_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     assert "Model: " not in capsys.readouterr().out
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def _bad_image(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / f"{kind}.png"
     if kind == "not_an_image":
@@ -264,7 +256,7 @@ def _bad_image(tmp_path: Path, kind: str) -> Path:
         Image.effect_noise((64, 64), 40).convert("RGB").save(path)
         path.write_bytes(path.read_bytes()[:300])
     elif kind == "bomb":
-        path.write_bytes(_png_header_only(20_000, 20_000))
+        path.write_bytes(png_header_only(20_000, 20_000))
     return path  # "missing": never written
 
 

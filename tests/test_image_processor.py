@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import png_header_only
 from PIL import Image
 
 from tracer.cogvlm.image_processor import CLIP_MEAN, CLIP_STD, ImageProcessor, get_image_processor, open_image
@@ -69,17 +68,6 @@ def test_upstream_extra_inputs() -> None:
 # Unusable files
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` x ``height`` with almost no pixel data: a bomb, as open() sees it."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + _chunk(b"IEND", b""))
-
-
 def test_open_image_ok(tmp_path: Path) -> None:
     path = tmp_path / "ok.png"
     Image.new("P", (5, 3), 1).save(path)
@@ -110,11 +98,11 @@ def test_open_image_refuses(tmp_path: Path, case: str, message: str) -> None:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif case == "bomb_ours":
-        path.write_bytes(_png_header_only(9_000, 9_000))  # 81 Mpx: above our 64, below Pillow's 89
+        path.write_bytes(png_header_only(9_000, 9_000))  # 81 Mpx: above our 64, below Pillow's 89
     elif case == "bomb_warning":
-        path.write_bytes(_png_header_only(10_000, 10_000))  # 100 Mpx: Pillow warns; we refuse
+        path.write_bytes(png_header_only(10_000, 10_000))  # 100 Mpx: Pillow warns; we refuse
     elif case == "bomb_pillow":
-        path.write_bytes(_png_header_only(30_000, 30_000))  # 900 Mpx: Pillow itself refuses at open()
+        path.write_bytes(png_header_only(30_000, 30_000))  # 900 Mpx: Pillow itself refuses at open()
     with pytest.raises(UserError, match=message) as info:
         open_image(path)
     assert "\n" not in str(info.value)

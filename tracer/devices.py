@@ -34,7 +34,6 @@ class ForceDevice(TorchFunctionMode):
         self._constructors = _device_constructors()
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = dict(kwargs or {})
         if func in self._constructors:
-            kwargs["device"] = self.device
-        return func(*args, **kwargs)
+            kwargs = {**(kwargs or {}), "device": self.device}
+        return func(*args, **(kwargs or {}))

@@ -341,12 +341,11 @@ class _Runtime:
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
-            self.hook_frames.pop()
-            data["weights"] = hook_frame.weights
             self.rec.end(token, f"{type(e).__name__}: {e}")
             raise
-        self.hook_frames.pop()
-        data["weights"] = hook_frame.weights
+        finally:
+            self.hook_frames.pop()
+            data["weights"] = hook_frame.weights
         try:
             data["inputs"] = tensor_infos(shown)
             data["outputs"] = tensor_infos(result)

@@ -51,7 +51,8 @@ def count_parameters(module: Any) -> int:
 
 
 def hook_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """``["mlp_forward: mlp", "attention_forward: rotary -> (removed)"]`` for the hooks that moved."""
+    """``["mlp_forward: — → mlp", "attention_forward: rotary → —"]`` for the hooks that moved
+    ('—': not in hook_origins, i.e. SAT's default runs)."""
     changes = []
     for hook in sorted(set(before) | set(after)):
         old, new = before.get(hook), after.get(hook)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from _common import DEFAULT_CONFIG, Walkthrough, run
 
-SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
+from tracer.cogvlm import SAMPLE_IMAGE  # the shipped picture (importing tracer.cogvlm is cheap)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(opts.config)
     w.say("Importing torch and SAT (a few seconds)…", "正在导入 torch 和 SAT（需要几秒）……")
-    import torch
     from sat.generation.autoregressive_sampling import filling_sequence
     from sat.model.official.vit_model import ImagePatchEmbeddingMixin
 
@@ -187,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     picture = out_dir / "token_layout.png"
     picture.write_bytes(layout_png(layout))
     w.value("token_layout.png", picture)
-    del torch
 
     w.done("Done. Next: 05_generation.py feeds these inputs to the model, token by token.",
            "完成。下一步：05_generation.py 把这些输入送进模型，逐个 token 生成。")

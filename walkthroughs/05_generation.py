@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from _common import DEFAULT_CONFIG, Walkthrough, run
 
-SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
+from tracer.cogvlm import SAMPLE_IMAGE  # the shipped picture (importing tracer.cogvlm is cheap)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from _common import DEFAULT_CONFIG, Walkthrough, run
 
-SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "tracer" / "cogvlm" / "assets" / "sample.png"
+from tracer.cogvlm import SAMPLE_IMAGE  # the shipped picture (importing tracer.cogvlm is cheap)
+
 # What the grounding checkpoint answers for the sample picture, box by box (measured by hand on
 # the 490 x 490 image: the red square spans pixels 50-195 horizontally -> 050/490*1000 = 102 ...).
 CRAFTED_ANSWER = ("A red square [[102,122,398,418]] is left of a blue circle [[561,143,878,459]]; "
@@ -77,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.value(w.t("prompt", "提示"), repr(result.prompt))
     # With 'base' the answer is everything after the last image slot, i.e. the request itself
     # plus the continuation (upstream's behaviour); show only what the model generated.
-    w.value(w.t(f"generated ({len(result.generated_ids)} tokens)", f"生成的内容（{len(result.generated_ids)} 个 token）"), repr(tokenizer.decode(result.generated_ids)[:80]))
-    w.value(w.t("boxes found", "找到的框"), len(parse_grounding(tokenizer.decode(result.generated_ids)).boxes))
+    generated = tokenizer.decode(result.generated_ids)
+    n = len(result.generated_ids)
+    w.value(w.t(f"generated ({n} tokens)", f"生成的内容（{n} 个 token）"), repr(generated[:80]))
+    w.value(w.t("boxes found", "找到的框"), len(parse_grounding(generated).boxes))
     w.note("Random weights never write a well-formed box. The next step uses an answer in the real "
            "checkpoint's format instead; everything after chat() is the same code.",
            "随机权重不会生成格式正确的框。下一步改用真实权重格式的回答；chat() 之后的代码完全相同。")

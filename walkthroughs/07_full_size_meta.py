@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ----------------------------------------------------------------------------------------
     w.step("The article's variant: args.num_layers = 2", "文章的版本：args.num_layers = 2")
     article = build_model(opts.config, device="meta", num_layers=2)  # sets args.num_layers = 2, as the article
+    article_params = article.num_parameters
     full_rows = dict(parameter_table(full.model))
     article_rows = dict(parameter_table(article.model))
     parts = [("transformer", w.t("language layers + embeddings", "语言层 + 词嵌入")),
@@ -82,16 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
              ("mixins.rotary", w.t("vision-expert attention", "视觉专家注意力"))]
     rows: list[tuple[str, ...]] = [(path, label, human_count(full_rows[path]), human_count(article_rows[path]))
                                    for path, label in parts]
-    rows.append(("", w.t("total", "合计"), human_count(full.num_parameters), human_count(article.num_parameters)))
+    rows.append(("", w.t("total", "合计"), human_count(params), human_count(article_params)))
     w.table([w.t("module", "模块"), "", f"num_layers={full.args.num_layers}", "num_layers=2"], rows,
             justify=["left", "left", "right", "right"])
     eva = full.args.eva_args
     w.say(f"num_layers only shrinks the language model. The vision tower keeps its {eva['num_layers']} layers x "
           f"{eva['hidden_size']} ({human_count(full_rows['mixins.eva.vit_model'])}), so the 'small' model is still "
-          f"{human_count(article.num_parameters)}.",
+          f"{human_count(article_params)}.",
           f"num_layers 只缩小语言模型。视觉塔仍然是 {eva['num_layers']} 层 x {eva['hidden_size']}"
           f"（{human_count(full_rows['mixins.eva.vit_model'])}），所以这个“小”模型仍有 "
-          f"{human_count(article.num_parameters)} 参数。")
+          f"{human_count(article_params)} 参数。")
 
     # ----------------------------------------------------------------------------------------
     # 3. parameters -> bytes
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.say("get_model picked float32 because the article set args.fp16 = args.bf16 = False (walkthrough 02).",
           "get_model 选择了 float32，因为文章设置了 args.fp16 = args.bf16 = False（见演练 02）。")
     rows = []
-    for name, count in (("17.6B (num_layers=32)", full.num_parameters), ("article (num_layers=2)", article.num_parameters)):
+    for name, count in (("17.6B (num_layers=32)", params), ("article (num_layers=2)", article_params)):
         for dtype in (torch.float32, torch.float16):
             size = torch.empty(0, dtype=dtype).element_size()  # 4 bytes for float32, 2 for float16/bfloat16
             total = count * size
@@ -114,13 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     hidden, layers = full.args.hidden_size, full.args.num_layers
     per_token = 2 * layers * hidden * 4  # K and V, every layer, float32
     prompt_tokens = 1 + full.args.image_length + 2 + 20
-    w.say(f"The article's 2-layer model needs {article.num_parameters * 4 / 2**30:.1f} GiB for the weights alone in "
+    w.say(f"The article's 2-layer model needs {article_params * 4 / 2**30:.1f} GiB for the weights alone in "
           f"float32: it fits a 24 GiB card, with a few GiB left for activations and the KV cache. The full model would need "
-          f"{full.num_parameters * 4 / 2**30:.0f} GiB in float32, or {full.num_parameters * 2 / 2**30:.0f} GiB in "
+          f"{params * 4 / 2**30:.0f} GiB in float32, or {params * 2 / 2**30:.0f} GiB in "
           f"float16 — more than one 24 GiB card either way.",
-          f"文章的 2 层模型仅权重在 float32 下就需要 {article.num_parameters * 4 / 2**30:.1f} GiB：能放进 24 GiB 显卡，"
-          f"只剩几 GiB 给激活值和 KV 缓存。完整模型在 float32 下需要 {full.num_parameters * 4 / 2**30:.0f} GiB，"
-          f"float16 下也需要 {full.num_parameters * 2 / 2**30:.0f} GiB——都超过一张 24 GiB 显卡。")
+          f"文章的 2 层模型仅权重在 float32 下就需要 {article_params * 4 / 2**30:.1f} GiB：能放进 24 GiB 显卡，"
+          f"只剩几 GiB 给激活值和 KV 缓存。完整模型在 float32 下需要 {params * 4 / 2**30:.0f} GiB，"
+          f"float16 下也需要 {params * 2 / 2**30:.0f} GiB——都超过一张 24 GiB 显卡。")
     w.note(f"Generation adds the KV cache: 2 (K, V) x {layers} layers x {hidden} x 4 bytes = "
            f"{per_token / 2**20:.2f} MiB per token in float32; a {prompt_tokens}-token prompt with one image "
            f"caches {prompt_tokens * per_token / 2**30:.2f} GiB.",
