@@ -214,3 +214,17 @@ def test_module_functions_restored() -> None:
     for func, code, kwdefaults in before:
         assert func.__code__ is code and func.__kwdefaults__ is kwdefaults
     assert sys.modules["sat.model.base_model"].get_model is EARLY_GET_MODEL
+
+
+@pytest.mark.parametrize("max_depth", [0, 1, None])
+def test_depth_filter_keeps_the_model_tree(max_depth: int | None) -> None:
+    """A depth filter bounds the events; it must not decide whether the module tree is captured."""
+    from tracer.cogvlm.build import build_model
+
+    with tracer.trace(categories=["construction"], max_depth=max_depth) as handle:
+        built = build_model(CONFIG)
+    trace = handle.trace
+    assert trace is not None
+    assert trace.meta["model_class"] == "CogVLMModel"
+    assert len(trace.modules) == len(list(built.model.named_modules(remove_duplicate=False)))
+    assert "attention_forward" in trace.hooks

@@ -146,3 +146,29 @@ def test_full_width_shapes(tmp_path: Path) -> None:
     assert shapes["transformer.layers.1.attention.query_key_value"]["outputs"][0]["shape"] == [6, 12288]  # BOS, eoi, 4 text
     assert (tmp_path / "out" / "trace.json").is_file() and "meta weights" in trace.meta["execution"]
     assert run.peak_rss_mb < 4096
+
+
+def test_models_freed_during_a_recording_keep_their_own_paths() -> None:
+    """Python reuses a freed module's id(): a later model must not inherit the earlier one's paths."""
+    import gc
+
+    first_paths = None
+    with torch.no_grad(), tracer.trace(categories=["module"]) as handle:
+        for _ in range(4):
+            built = build_model(CONFIG)
+            built.model(**tiny_forward_inputs(built.args))
+            del built
+            gc.collect()
+    trace = handle.trace
+    assert trace is not None
+    roots = [e for e in trace.of("module") if e.parent is None]
+    assert [e.name for e in roots] == ["CogVLMModel"] * 4
+    by_root: dict[int, set[str]] = {r.id: set() for r in roots}
+    for e in trace.of("module"):
+        root = e
+        while root.parent is not None:
+            root = next(x for x in trace.events if x.id == root.parent)
+        by_root[root.id].add(str(e.data["path"]))
+    paths = list(by_root.values())
+    first_paths = paths[0]
+    assert all(p == first_paths for p in paths) and not any(p.startswith("?") for p in first_paths)

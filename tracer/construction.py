@@ -93,6 +93,9 @@ class _Construction:
         self.AutoModel = AutoModel
         self._classes: set[type] = set()
         self._reference: type | None = None  # class whose defaults explain a bare Namespace
+        # Model __init__s running now: the outermost one's model can be the trace's primary
+        # model. Counted apart from the records, which a depth filter may leave out.
+        self._init_depth = 0
         self._namespaces: dict[int, tuple[Any, Any, dict[str, Any], str, dict[str, str]]] = {}
 
     # -- installing ---------------------------------------------------------------------
@@ -177,16 +180,21 @@ class _Construction:
             except Exception as e:  # noqa: BLE001 - a summary we cannot make must not break the call
                 data, state = _unsummarised(short_name, defined_at, e), {"failed": True}
             token, record = rec.begin("construction", qualname, data, source, subject=subject)
+            model_init = short_name == "__init__" and isinstance(subject, construction.BaseModel)
+            construction._init_depth += model_init
             try:
                 result = original(*args, **kwargs)
             except BaseException as e:
                 rec.end(token, error=f"{type(e).__name__}: {e}")
                 raise
+            finally:
+                construction._init_depth -= model_init
             if record is not None and "failed" not in state:
                 try:
                     construction._after(record, short_name, kind, args, result, state)
                 except Exception as e:  # noqa: BLE001 - as above
                     record.data["trace_error"] = f"{type(e).__name__}: {e}"
+            construction._note_model(short_name, kind, args, result)
             rec.end(token)
             return result
 
@@ -316,6 +324,12 @@ class _Construction:
         if short_name in _MIXIN_METHODS and kind == "method" and args:
             data["params_after"] = state["params_after"] if "params_after" in state else count_parameters(args[0])
             data["hooks_after"] = dict(getattr(args[0], "hook_origins", {}))
+        model = self._model_of(short_name, kind, args, result)
+        if model is not None and (short_name in ("get_model", "load_checkpoint") or isinstance(result, tuple)):
+            record.subject = weakref.ref(model)
+
+    def _model_of(self, short_name: str, kind: str, args: tuple, result: Any) -> Any:
+        """The model a construction call built, loaded or worked on, if any."""
         model = None
         if short_name == "get_model":
             model = result
@@ -323,15 +337,20 @@ class _Construction:
             model = result[0]
         elif (kind == "method" or short_name == "load_checkpoint") and args and isinstance(args[0], self.BaseModel):
             model = args[0]
-        if isinstance(model, self.BaseModel) and (short_name in ("get_model", "load_checkpoint") or isinstance(result, tuple)):
-            record.subject = weakref.ref(model)
-        if isinstance(model, self.BaseModel) and short_name in ("get_model", "__init__", "from_pretrained",
-                                                                  "from_pretrained_base", "load_checkpoint"):
-            if short_name != "__init__" or not any(
-                    r is not None and r.category == "construction" and r.data.get("function") == "__init__"
-                    for r in self.rec.open_records()[:-1]):
-                self.rec.add_model(model)
-                self._resolve([model])  # now, while it is surely alive
+        return model if isinstance(model, self.BaseModel) else None
+
+    def _note_model(self, short_name: str, kind: str, args: tuple, result: Any) -> None:
+        """Offer a built or loaded model as the trace's primary model (the first one wins), and
+        resolve the events' model paths while it is surely alive. Runs whether or not the call
+        was recorded: ``max_depth`` must not decide which model the trace describes."""
+        if short_name not in ("get_model", "__init__", "from_pretrained", "from_pretrained_base", "load_checkpoint"):
+            return
+        if short_name == "__init__" and self._init_depth > 0:
+            return  # a model built inside another model's __init__ (the vision tower)
+        model = self._model_of(short_name, kind, args, result)
+        if model is not None:
+            self.rec.add_model(model)
+            self._resolve([model])
 
     # -- finishing ----------------------------------------------------------------------
     def resolve_paths(self, rec: Recorder) -> None:

@@ -131,10 +131,6 @@ class Recorder:
         self._parents.append(record.id)
         return token, record
 
-    def open_records(self) -> list[Record]:
-        """The events currently open, outermost first."""
-        return [r for r in self._stack if r is not None]
-
     def end(self, token: int, error: str | None = None) -> None:
         """Close the event opened with ``token`` (and, defensively, anything left open above it)."""
         now = time.perf_counter_ns() - self._t0

@@ -39,6 +39,7 @@ import functools
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,37 +132,39 @@ class _Runtime:
         self.BaseTransformer = BaseTransformer
         self.want_modules = recorder.wants("module")
         self.want_hooks = recorder.wants("hook")
-        self.paths: dict[int, str] = {}
-        self.weighted: set[int] = set()
+        # id(module) -> (weak reference, path from its root, owns parameters). The reference
+        # tells a module apart from a later one that reuses a freed module's id.
+        self.paths: dict[int, tuple[weakref.ref, str, bool]] = {}
         self.frames: list[_Frame] = []
         self.hook_frames: list[_HookFrame] = []
         self.generation: _Generation | None = None
         self._forward_sources: dict[type, SourceLocation | None] = {}
-        self._hook_sources: dict[int, SourceLocation | None] = {}
         self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
         self._wrapped_hooks: dict[int, tuple[Any, dict, str, dict]] = {}
 
     # -- module paths -------------------------------------------------------------------
+    def _known(self, module: torch.nn.Module) -> tuple[weakref.ref, str, bool] | None:
+        entry = self.paths.get(id(module))
+        return entry if entry is not None and entry[0]() is module else None
+
     def _learn(self, root: torch.nn.Module) -> None:
         for path, module in root.named_modules(remove_duplicate=False):
-            key = id(module)
-            if key not in self.paths:
-                self.paths[key] = path
-                if any(p is not None for p in module._parameters.values()):
-                    self.weighted.add(key)
+            if self._known(module) is None:
+                owns = any(p is not None for p in module._parameters.values())
+                self.paths[id(module)] = (weakref.ref(module), path, owns)
 
     def _path(self, module: torch.nn.Module) -> str:
-        path = self.paths.get(id(module))
-        if path is not None:
-            return path
+        entry = self._known(module)
+        if entry is not None:
+            return entry[1]
         if not self.frames:  # an outermost call: a new root
             self._learn(module)
             if isinstance(module, self.BaseModel):
                 self.rec.add_model(module)
             return ""
         self._learn(self.frames[0].module)  # the tree may have grown (a mixin added)
-        path = self.paths.get(id(module))
-        return path if path is not None else f"?{type(module).__name__}"
+        entry = self._known(module)
+        return entry[1] if entry is not None else f"?{type(module).__name__}"
 
     def _source(self, module: torch.nn.Module) -> SourceLocation | None:
         cls = type(module)
@@ -191,7 +194,7 @@ class _Runtime:
             name = path if path else type(module).__name__
             frame.token, frame.record = rec.begin(
                 "module", name, {"path": path, "class_name": type(module).__name__}, self._source(module))
-        if self.hook_frames and id(module) in self.weighted:
+        if self.hook_frames and (entry := self._known(module)) is not None and entry[2]:
             weights = self.hook_frames[-1].weights
             if path not in weights:
                 weights.append(path)
@@ -277,7 +280,7 @@ class _Runtime:
         server = mixins[served_by] if served_by in mixins else (model if served_by == "model" else None)
         static = {"hook": name, "served_by": served_by, "origin": origin,
                   "mixin_class": None if server is None else type(server).__name__, "model_path": model_path}
-        source = self._hook_source(fn)
+        source = _location(fn)  # once per hooks dict (see _swap_hooks), so not memoised
         rec = self.rec
         dispatch = self._dispatch
 
@@ -287,12 +290,6 @@ class _Runtime:
             return dispatch(fn, name, static, source, args, args, kwargs)
 
         return hooked
-
-    def _hook_source(self, fn: Any) -> SourceLocation | None:
-        key = id(getattr(fn, "__func__", fn))
-        if key not in self._hook_sources:
-            self._hook_sources[key] = _location(fn)
-        return self._hook_sources[key]
 
     def wrap_default(self, name: str, fn: types.FunctionType) -> Callable[..., Any]:
         """The recording code of SAT's default implementation of hook ``name``.
