@@ -72,7 +72,7 @@ def load_pipeline(config: str = DEFAULT_CONFIG, *, num_layers: int | None = None
     add_autoregressive_mixin(model)
     tokenizer = tokenizer_for_config(cfg.values, None, "base")  # the grounding model's template
     text_processor = TextProcessor(tokenizer, max_length=2048, image_length=int(args.image_length))
-    image_processor = get_image_processor(int(args.eva_args["image_size"][0]))
+    image_processor = get_image_processor(args.eva_args["image_size"])
     return Pipeline(model, args, text_processor, image_processor, demo_image())
 
 

@@ -80,12 +80,11 @@ def _inputs(config: Any) -> dict[str, Any]:
 
     tokenizer = tokenizer_for_config(config.values, None, "base")
     text = TextProcessor(tokenizer, 512, int(config.values["image_length"]))
-    image_size = int(config.values["eva_args"]["image_size"][0])
     image = Image.open(SAMPLE_IMAGE).convert("RGB")
     inputs: dict[str, Any] = dict(text(text.history_to_prompt(QUERY)))
     ids = inputs["input_ids"][0]
     _, mask, positions = text.get_func(ids, **{k: v for k, v in inputs.items() if k != "input_ids"})(ids)
-    vision = {f"vision_{k}": v for k, v in get_image_processor(image_size)(image).items()}
+    vision = {f"vision_{k}": v for k, v in get_image_processor(config.eva["image_size"])(image).items()}
     return {**inputs, "attention_mask": mask, "position_ids": positions, **vision}
 
 

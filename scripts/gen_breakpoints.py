@@ -195,7 +195,7 @@ def count_calls(codes: set[CodeType]) -> Counter[CodeType]:
         tokenizer = tokenizer_for_config(vars(args), None, "chat_old")
         processor = TextProcessor(tokenizer, max_length=2048, image_length=args.image_length)
         context = processor(processor.history_to_prompt("What is the red shape?"))["input_ids"].shape[1]
-        chat(SAMPLE_IMAGE, model, processor, get_image_processor(args.eva_args["image_size"][0]), "What is the red shape?",
+        chat(SAMPLE_IMAGE, model, processor, get_image_processor(args.eva_args["image_size"]), "What is the red shape?",
              options=SamplingOptions(max_length=context + 4, top_k=1))
     finally:
         sys.setprofile(None)

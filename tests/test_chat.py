@@ -306,3 +306,18 @@ def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], case:
     assert "Traceback" not in captured.err + captured.out
     assert captured.out == ""  # failed before loading anything
     assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+def test_cli_non_square_vision_tower(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config's image_size is [height, width]: a 224x112 tower gets 224x112 images (128 tokens)."""
+    import json
+
+    values = json.loads((Path(__file__).parent.parent / "configs/tiny/cogvlm-base-224/model_config.json").read_text())
+    values["eva_args"].update(image_size=[224, 112], max_sequence_length=1 + 16 * 8)
+    values["image_length"] = 16 * 8
+    folder = tmp_path / "cogvlm-base-224x112"
+    folder.mkdir()
+    (folder / "model_config.json").write_text(json.dumps(values))
+    out = tmp_path / "out.png"
+    assert main(["chat", str(folder), "--query", "What is it?", "--max-length", "160", "--output", str(out)]) == 0
+    assert "128 image slots" in capsys.readouterr().out and out.is_file()

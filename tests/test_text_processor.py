@@ -183,3 +183,21 @@ def test_masks_and_position_ids_rejects_short_total() -> None:
         position_ids_from_rope_mask([0, 1, 0], total_length=2)
     tokens, mask, pos = masks_and_position_ids(torch.tensor([1, 0, 0, 5, -1]), torch.tensor([[0, 0, 1, 0]]))
     assert pos[0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_sampler_never_picks_ids_the_tokenizer_cannot_decode() -> None:
+    """A model with more ids than its tokenizer: the extra ids are invalid for the sampler."""
+    from sat.generation.sampling_strategies import BaseStrategy
+
+    from tracer.cogvlm.build import build_model
+
+    build_model("configs/tiny/cogvlm-base-224", device="meta")  # SAT's sampler needs its model-parallel set-up
+    processor = TextProcessor(load_tokenizer(None, "base"))
+    vocab = processor.tokenizer.vocab_size
+    assert processor.invalid_slices == [slice(vocab, None)]
+    logits = torch.zeros(1, vocab + 16)
+    logits[0, vocab + 3] = 100.0  # the model's favourite is beyond the tokenizer
+    logits[0, 7] = 50.0
+    strategy = BaseStrategy(top_k=1, end_tokens=[2], invalid_slices=processor.invalid_slices)
+    tokens, _ = strategy.forward(logits, torch.zeros(1, 1, dtype=torch.long), None)
+    assert int(tokens[0, -1]) == 7

@@ -131,3 +131,5 @@ def test_transformers_llama_tokenizer_path(tmp_path: Path, tok: SentencePieceTok
     assert hf.decode(ids) == text
     assert hf.encode(text, add_special_tokens=True)[0] == 1
     assert "<unk>" in hf.decode([0, *ids])  # image slots decode as <unk>, which base's separator needs
+    # Pieces keep SentencePiece's word-start mark, as the token layout shows them.
+    assert hf.pieces(ids) == tok.pieces(ids) and any(p.startswith("▁") for p in hf.pieces(ids))

@@ -109,3 +109,10 @@ def test_shapes_on_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     trace = _load(tmp_path)
     assert {e.category for e in trace.events} == {"module", "hook"}
     assert trace.meta["command"] == "shapes"
+
+
+def test_seed_zero_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SAT asserts seed > 0 deep in BaseModel.__init__; we say so before building."""
+    assert main(["build", CONFIG, "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed 0: expected a positive integer" in err[0]

@@ -26,7 +26,7 @@ def _turn(model: Any = None) -> Any:
     config = load_config(CONFIG)
     text_processor = TextProcessor(tokenizer_for_config(config.values, None, "chat"), MAX_LENGTH,
                                    int(config.values["image_length"]))
-    image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
+    image_processor = get_image_processor(config.eva["image_size"])
     if model is None:
         model, _ = load_model(CONFIG, device="cpu")
         add_autoregressive_mixin(model)
@@ -126,7 +126,7 @@ def test_stream_generation_and_automodel(tmp_path: Any) -> None:
     directory = generated_checkpoint(config)
     text_processor = TextProcessor(tokenizer_for_config(config.values, None, "chat"), MAX_LENGTH,
                                    int(config.values["image_length"]))
-    image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
+    image_processor = get_image_processor(config.eva["image_size"])
     with tracer.trace(categories=["construction", "generation"]) as handle:
         model, _ = AutoModel.from_pretrained(str(directory), args=loader_args(skip_init=True))
         add_autoregressive_mixin(model.eval())

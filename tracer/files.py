@@ -15,7 +15,15 @@ __all__ = ["write_atomic"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it where the OS allows (Linux's /proc): setting
+    it to 0 for a moment would let another thread create a world-writable file meanwhile."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)  # elsewhere: the only portable way to read it
     os.umask(mask)
     return mask
 

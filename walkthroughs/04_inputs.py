@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ----------------------------------------------------------------------------------------
     w.step("Image processing", "图像预处理")
     image = open_image(opts.image)
-    processor = get_image_processor(eva["image_size"][0])
+    processor = get_image_processor(eva["image_size"])
     w.source(ImageProcessor.to_tensor, lines=7)
     pixels = processor(image)["image"]  # (1, 3, H, W)
     w.value(w.t("image file", "图像文件"), f"{opts.image}  {image.size[0]}x{image.size[1]} {image.mode}")

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # cli_demo.py defaults: temperature 0.8, top_p 0.4, top_k 1, chat_old for cogvlm-chat-v1.1.
     tokenizer = tokenizer_for_config(vars(args), None, "chat_old")
     text_processor = TextProcessor(tokenizer, max_length=2048, image_length=args.image_length)
-    image_processor = get_image_processor(args.eva_args["image_size"][0])
+    image_processor = get_image_processor(args.eva_args["image_size"])
 
     # ----------------------------------------------------------------------------------------
     # 1. the KV cache is a mixin too

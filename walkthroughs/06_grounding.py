@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     query = grounding_prompt("caption_with_box")
     w.source(chat, focus="output = filling_sequence(", before=3, after=3)  # walkthrough 05, in one call
     context = text_processor(text_processor.history_to_prompt(query))["input_ids"].shape[1]  # prompt tokens
-    result = chat(image, model, text_processor, get_image_processor(args.eva_args["image_size"][0]), query,
+    result = chat(image, model, text_processor, get_image_processor(args.eva_args["image_size"]), query,
                   options=SamplingOptions(max_length=context + 8, top_k=1))  # room for 8 new tokens
     w.value(w.t("prompt", "提示"), repr(result.prompt))
     # With 'base' the answer is everything after the last image slot, i.e. the request itself

@@ -24,6 +24,7 @@ from sat.arguments import overwrite_args_by_dict, update_args_with_file
 from sat.model.base_model import get_model
 
 from ..devices import ForceDevice
+from ..errors import UserError
 from ..values import count_parameters
 from .config import ModelConfig, load_config
 from .model import CogVLMModel
@@ -55,6 +56,8 @@ def environment_args(args: argparse.Namespace, *, device: str = "cpu", seed: int
     """
     if device not in DEVICES:
         raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
+    if seed <= 0:  # SAT's _simple_init asserts it, deep inside BaseModel.__init__
+        raise UserError(f"seed {seed}: expected a positive integer (SAT seeds its initialisation with it)")
     args.deepspeed = None
     args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
     args.rank = int(os.environ.get("RANK", 0))

@@ -18,6 +18,7 @@ not an image, truncated, a decompression bomb — into a one-line :class:`UserEr
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,7 @@ class ImageProcessor:
         }
 
 
-def get_image_processor(image_size: int | tuple[int, int]) -> ImageProcessor:
-    """Upstream's entry point name; ``image_size`` is ``eva_args['image_size'][0]``."""
-    return ImageProcessor(image_size)
+def get_image_processor(image_size: int | Sequence[int]) -> ImageProcessor:
+    """Upstream's entry point name. ``image_size`` is a config's ``eva_args['image_size']`` as
+    it stands (``[height, width]``; pass all of it, a tower need not be square) or one side."""
+    return ImageProcessor(image_size if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1])))

@@ -153,7 +153,9 @@ class TextProcessor:
         self.max_target_length = max_length
         self.image_length = image_length
         self.sep = SEPARATORS[tokenizer.signal_type]
-        self.invalid_slices: list[slice] = []  # token ranges the sampler must never pick (none)
+        # Ids the sampler must never pick: any the model has beyond the tokenizer's vocabulary
+        # (none when the sizes agree, as in every shipped config), which could not be decoded.
+        self.invalid_slices: list[slice] = [slice(tokenizer.vocab_size, None)]
 
     @property
     def version(self) -> str:

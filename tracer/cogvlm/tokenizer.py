@@ -108,6 +108,10 @@ class Tokenizer(abc.ABC):
         """Text of ``ids``; special ids appear as ``<unk>``, ``<s>``, ``</s>`` (as in transformers),
         which is what upstream's separator ``<unk>`` and ``process_response`` rely on."""
 
+    @abc.abstractmethod
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The vocabulary piece of each id (``▁Where``): how the text was split."""
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(vocab_size={self.vocab_size}, signal_type={self.signal_type!r}, "
                 f"bos={self.bos_token_id}, eos={self.eos_token_id}, pad={self.pad_token_id})")
@@ -164,6 +168,9 @@ class SentencePieceTokenizer(Tokenizer):
         parts.append(self.sp.decode(run))
         return "".join(parts)
 
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [str(self.sp.id_to_piece(int(i))) for i in ids]
+
 
 # ---------------------------------------------------------------------------------------------
 # A real (vicuna-7b-v1.5) tokenizer directory, through transformers
@@ -211,6 +218,9 @@ class LlamaTokenizerAdapter(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.hf.decode([int(i) for i in ids]))
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [str(p) for p in self.hf.convert_ids_to_tokens([int(i) for i in ids])]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-length {args.max_length}: above the model's max_sequence_length {max_position}")
     tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
     text_processor = TextProcessor(tokenizer, args.max_length, int(config.values["image_length"]))
-    image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
+    image_processor = get_image_processor(config.eva["image_size"])
     image_path = args.image or str(SAMPLE_IMAGE)
     image = open_image(image_path) if args.query is not None else None
     if args.query is not None:

@@ -50,17 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="out", metavar="DIR", help="folder to write into (default out/)")
 
 
-def _pieces(tokenizer: Any, ids: list[int]) -> list[str]:
-    """The vocabulary piece of each id (``▁Where``), which shows how text was split."""
-    sp = getattr(tokenizer, "sp", None)
-    if sp is not None:
-        return [str(sp.id_to_piece(int(i))) for i in ids]
-    hf = getattr(tokenizer, "tokenizer", None)
-    if hf is not None and hasattr(hf, "convert_ids_to_tokens"):
-        return [str(p) for p in hf.convert_ids_to_tokens([int(i) for i in ids])]
-    return [tokenizer.decode([int(i)]) for i in ids]
-
-
 def token_layout(text_processor: TextProcessor, prompt: str) -> dict[str, list[Any]]:
     """``meta['token_layout']`` (format in :mod:`tracer.render.tokens`) for one prompt."""
     from ..cogvlm.text_processor import position_ids_from_rope_mask
@@ -70,7 +59,7 @@ def token_layout(text_processor: TextProcessor, prompt: str) -> dict[str, list[A
     embed = [int(i) for i in inputs["image_embed_mask"][0].tolist()]
     expert = [int(i) for i in inputs["vision_expert_mask"][0].tolist()]
     rope = [int(i) for i in inputs["image_rope_mask"][0].tolist()]
-    pieces = _pieces(text_processor.tokenizer, ids)
+    pieces = text_processor.tokenizer.pieces(ids)
     for i in range(len(ids)):  # the slots the vision tower fills have no text of their own
         if rope[i]:
             pieces[i] = "<image>"
@@ -151,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if max_length > limit:
         raise UserError(f"the prompt is {context} tokens and --max-new-tokens {args.max_new_tokens}: "
                         f"above the model's max_sequence_length {limit}")
-    image_processor = get_image_processor(int(config.values["eva_args"]["image_size"][0]))
+    image_processor = get_image_processor(config.eva["image_size"])
     image_path = args.image or str(SAMPLE_IMAGE)
     image = open_image(image_path)  # a bad image fails here, before the model load
 
@@ -173,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         handle.meta["response"] = result.response
         handle.meta["token_layout"] = token_layout(text_processor, result.prompt)
         ids = sorted(set(result.output_ids))
-        handle.meta["token_pieces"] = {str(i): p for i, p in zip(ids, _pieces(tokenizer, ids), strict=True)}
+        handle.meta["token_pieces"] = {str(i): p for i, p in zip(ids, tokenizer.pieces(ids), strict=True)}
     traced = time.perf_counter() - started
     trace = handle.trace
     assert trace is not None  # set by the with block's exit

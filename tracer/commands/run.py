@@ -67,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
     from ..recorder import trace
 
     script = script.resolve()
-    saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [str(args.script), *args.script_args]
-    sys.path.insert(0, str(script.parent))
     handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
                               "cpu_shims": bool(args.cpu)}, **options)
     shims: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -78,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
         shims = upstream_on_cpu()
     code = 0
+    # Changed only here, inside the try whose finally puts them back.
+    saved_argv, saved_path = sys.argv, list(sys.path)
     try:
+        sys.argv = [str(args.script), *args.script_args]
+        sys.path.insert(0, str(script.parent))
         with shims, handle:
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:

@@ -84,8 +84,7 @@ def forward_inputs(config: Any, *, with_image: bool = True) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"input_ids": ids_t, "position_ids": positions, "attention_mask": mask, **inputs}
     if with_image:
         image = open_image(SAMPLE_IMAGE)
-        size = int(config.values["eva_args"]["image_size"][0])
-        kwargs.update({f"vision_{k}": v for k, v in get_image_processor(size)(image).items()})
+        kwargs.update({f"vision_{k}": v for k, v in get_image_processor(config.eva["image_size"])(image).items()})
     return kwargs
 
 
@@ -141,10 +140,16 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     with _quiet(), torch.no_grad(), record(None, categories=("module", "hook")) as ran:
         model(**kwargs)
     assert ran.trace is not None and construction is not None
-    # Ours: the module tree with the construction-time view, plus the runtime events.
+    # Ours: the module tree with the construction-time view, plus the runtime events. Both
+    # recordings number their events from 0: shift the second so ids and parents stay unique.
+    import dataclasses
+
     from ..trace import Trace
 
-    ours = Trace(events=construction.events + ran.trace.events, modules=ran.trace.modules, hooks=ran.trace.hooks,
+    shift = 1 + max((e.id for e in construction.events), default=-1)
+    runtime_events = tuple(dataclasses.replace(e, id=e.id + shift, parent=None if e.parent is None else e.parent + shift)
+                           for e in ran.trace.events)
+    ours = Trace(events=construction.events + runtime_events, modules=ran.trace.modules, hooks=ran.trace.hooks,
                  meta=ran.trace.meta)
     ours_text = render_modules(ours, width=width) + "\n" + render_hooks(ours, width=width)
 
