@@ -362,8 +362,19 @@ class _Construction:
             record.subject = None
 
     def _resolve(self, models: list[Any]) -> None:
-        pending = [r for r in self.rec.records if r.subject is not None and r.category == "construction"
-                   and r.data.get("model_path") is None]
+        pending = []
+        for r in self.rec.records:
+            if r.subject is None or r.category != "construction" or r.data.get("model_path") is not None:
+                continue
+            if r.subject() is None:  # gone (a deleted mixin): it can never be placed, stop asking
+                r.subject = None
+                continue
+            pending.append(r)
+        if len(models) == 1:  # the usual case: the model's own events sit at its root, no walk needed
+            for record in pending:
+                if record.subject is not None and record.subject() is models[0]:
+                    record.data["model_path"] = ""
+            pending = [r for r in pending if r.data.get("model_path") is None]
         if not pending:
             return
         maps: list[dict[int, str]] = []
