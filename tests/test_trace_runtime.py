@@ -13,8 +13,8 @@ from conftest import tiny_forward_inputs
 
 import tracer
 from tracer.cogvlm.build import build_model
+from tracer.schema import Trace
 from tracer.shapes import MetaWithValues, cogvlm_inputs
-from tracer.trace import Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 

@@ -49,8 +49,8 @@ from torch.nn.modules import module as torch_module
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 from .patching import PatchSet
-from .recorder import Record, Recorder
-from .trace import SourceLocation
+from .schema import SourceLocation
+from .sink import Record, Recorder
 from .values import tensor_info, tensor_infos
 
 __all__ = ["install"]

@@ -166,8 +166,8 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
     """Build ``config`` on meta and trace one context forward at its real widths."""
     from .cogvlm.build import build_model
     from .cogvlm.config import load_config
-    from .recorder import trace
-    from .trace import CATEGORIES
+    from .schema import CATEGORIES
+    from .session import trace
 
     spec = load_config(config)
     start = time.perf_counter()

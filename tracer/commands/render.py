@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..trace import Trace
+    from ..schema import Trace
 
 FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome")
 DIAGRAMS = ("architecture", "calls", "modules", "tokens")
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_trace(spec: str | Path) -> Trace:
     """Read a trace file with one-line errors for every way it can be wrong."""
-    from ..trace import SchemaError, Trace
+    from ..schema import SchemaError, Trace
 
     path = Path(spec)
     if path.is_dir():

@@ -25,7 +25,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from ..cogvlm.config import ModelConfig
     from ..cogvlm.text_processor import TextProcessor
-    from ..trace import Trace
+    from ..schema import Trace
 
 DEFAULT_QUERY = "Where is the dog in the image? Answer with coordinates."
 
@@ -147,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
     from ..cogvlm.checkpoint import load_model
     from ..cogvlm.grounding import save_grounding
-    from ..recorder import trace as record
-    from ..recorder import write_files
+    from ..session import trace as record
+    from ..session import write_files
 
     options = SamplingOptions(max_length=max_length, seed=args.seed)
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config}", "config": str(args.config),
@@ -186,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
 def _build_only(args: argparse.Namespace, config: ModelConfig, out: Path) -> int:
     """The article's ``from_pretrained(..., build_only=True)``, traced: construction views only."""
     from ..cogvlm.checkpoint import load_model
-    from ..recorder import trace as record
-    from ..recorder import write_files
+    from ..session import trace as record
+    from ..session import write_files
 
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config} --build-only --device {args.device}",
                             "config": str(args.config), "device": args.device}

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..trace import Event, ModuleNode, Trace
+from ..schema import Event, ModuleNode, Trace
 from .common import shape_of
 
 __all__ = ["Architecture", "Stage", "architecture"]

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..trace import Event, SourceLocation
+from ..schema import Event, SourceLocation
 
 __all__ = [
     "HOOK_NAMES",

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterable
 
 from ..errors import UserError
-from ..trace import Trace
+from ..schema import Trace
 from .architecture import SYMBOLS, Architecture, Stage, architecture
 from .calls import CallNode, call_label, call_tree, hook_changes
 from .common import count_text, delta_text, human_count

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..trace import Trace
+from ..schema import Trace
 from .calls import hook_changes
 from .common import HOOK_NAMES, delta_text, fold_numeric
 

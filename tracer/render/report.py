@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..trace import Event, Trace
+from ..schema import Event, Trace
 from .calls import CallNode, call_label, call_tree, hook_changes
 from .common import count_text, delta_text, duration_text, human_count, source_text, vscode_link
 from .hooks import hook_rows, mixin_changes

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..trace import Trace
+from ..schema import Trace
 from .common import children_index, descendants, duration_text, shapes_text
 
 __all__ = ["StepRow", "render_steps", "step_rows"]
