@@ -165,7 +165,7 @@ def module_tree(model: Any) -> tuple[ModuleNode, ...]:
 
 
 def _library_meta() -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     meta: dict[str, Any] = {"tool": "cogvlm-tracer", "version": __version__,
                             "python": sys.version.split()[0]}
