@@ -49,6 +49,12 @@ class CogVLMAdapter:
 
         return load_model(spec, device=device, build_only=build_only, seed=seed)
 
+    def build_summary(self, result: BuildResult, *, seconds: float, peak_rss_mb: float) -> str:
+        """What ``cogtrace build`` prints: parameters per part, time, memory."""
+        from .summary import format_build_summary
+
+        return format_build_summary(result, seconds=seconds, peak_rss_mb=peak_rss_mb)
+
     # -- forward inputs -------------------------------------------------------------------
     def forward_inputs(self, args: argparse.Namespace, *, text_tokens: int = 16, image_device: str = "meta",
                        seed: int | None = None) -> dict[str, Any]:
