@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tracer.schema import Trace
 import torch
 
 from tracer.cogvlm.upstream import memory_efficient_attention, upstream_on_cpu, xformers_stand_in
+from tracer.schema import Trace
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_XFORMERS = importlib.util.find_spec("xformers") is not None
