@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["OutputError", "UserError"]
 
 
 class UserError(Exception):
     """Bad input from the user (a path, a config, an image, an option). The message is one
     line that names the bad value and what was expected."""
+
+
+class OutputError(UserError):
+    """An output location that cannot be written (read-only, not a folder, full disk); the
+    message names the path and the operating system's reason."""

@@ -201,6 +201,11 @@ def _library_meta() -> dict[str, Any]:
     sat = _sat_version()
     if sat is not None:
         meta["sat"] = sat
+    from .chatter import active_log
+
+    library_log = active_log()  # SAT's and DeepSpeed's log lines, kept here instead of printed
+    if library_log is not None:
+        meta["library_log"] = list(library_log)
     return meta
 
 
@@ -292,20 +297,23 @@ class TraceHandle:
 
 
 def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed)."""
+    """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed, or
+    replaced as a whole: see :class:`tracer.files.StagedFolder`)."""
     import io
 
     from .export import write_chrome, write_json
     from .files import write_atomic
 
+    from .files import StagedFolder
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
-    for key, writer in (("json", write_json), ("chrome", write_chrome)):
-        text = io.StringIO()
-        writer(trace_, text)
-        write_atomic(paths[key], text.getvalue())  # complete or not at all (Ctrl-C, disk full)
-    return paths
+    # Both files, or the previous pair, never one of each (Ctrl-C, disk full): staged, then swapped in.
+    with StagedFolder(out, owned={TRACE_FILE, CHROME_FILE}) as stage:
+        for name, writer in ((TRACE_FILE, write_json), (CHROME_FILE, write_chrome)):
+            text = io.StringIO()
+            writer(trace_, text)
+            write_atomic(stage / name, text.getvalue())
+    return {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
 
 
 def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,

@@ -51,6 +51,8 @@ from sat.training.model_io import extract_model_specific_args_to_dump
 from ..errors import UserError
 from .build import DEFAULT_SEED, DEVICES, build_model, environment_args, placement
 from .config import CONFIG_FILE, ModelConfig, load_config
+from .config_types import check_config_types
+from .memory import check_fits
 from .model import CogVLMModel
 
 __all__ = [
@@ -388,6 +390,9 @@ def load_model(spec: str | Path | ModelConfig, *, device: str = "cpu", build_onl
     if device not in DEVICES:
         raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
     config = spec if isinstance(spec, ModelConfig) else load_config(spec)
+    check_config_types(config)  # SAT's update_args_with_file copies values in unchecked
+    if device == "cpu":
+        check_fits(config)  # before any build: a model that cannot fit is refused in a second
     if build_only:
         return _from_pretrained(config.directory, device=device, seed=seed, build_only=True)
     if device == "meta":
@@ -408,7 +413,19 @@ def load_model(spec: str | Path | ModelConfig, *, device: str = "cpu", build_onl
             directory = generated_checkpoint(config, seed)
         weights, shapes = _checkpoint_shapes(directory)
     verify_state_dict(shapes, expected, where=str(weights))
-    return _from_pretrained(directory, device=device, seed=seed, build_only=False)
+    model, args = _from_pretrained(directory, device=device, seed=seed, build_only=False)
+    check_finite(model, weights)
+    return model, args
+
+
+def check_finite(model: torch.nn.Module, weights: Path) -> None:
+    """Refuse weights holding NaN or Inf, naming the first such key: they would surface much
+    later as SAT's ``nan in logits`` in the middle of generation."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
+            raise CheckpointError(f"{weights}: weight '{name}' holds {kind} values; expected finite numbers "
+                                  f"(a damaged or diverged checkpoint){_hint(weights.parent.parent)}")
 
 
 def _from_pretrained(directory: Path, *, device: str, seed: int,
