@@ -52,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
         meta = {"command": "build", "config": str(config.path), "device": args.device,
                 "num_layers": args.num_layers}
         recording = trace(out, meta=meta, **options)
+    from ..cogvlm.memory import rough_parameters
+    from ..threads import threads_for
+
     start = time.perf_counter()
-    with recording as handle:
+    with threads_for(rough_parameters(config, args.num_layers)), recording as handle:
         result = build_model(config, device=args.device, num_layers=args.num_layers,
                              seed=DEFAULT_SEED if args.seed is None else args.seed)
     elapsed = time.perf_counter() - start

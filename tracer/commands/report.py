@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import StagedFolder
     from ..recorder import trace as record
     from ..recorder import write_files
+    from ..cogvlm.memory import rough_parameters
     from ..threads import threads_for
 
     options = SamplingOptions(max_length=max_length, seed=args.seed)
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                             "device": "cpu", "image": image_path, "query": query, "prompt_version": version}
     started = time.perf_counter()
     # Recorded in memory and written only on success: a failed run leaves no folder behind.
-    with threads_for(config), record(None, meta=meta) as handle:
+    with threads_for(rough_parameters(config)), record(None, meta=meta) as handle:
         model, _ = load_model(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options)
@@ -203,12 +204,13 @@ def _build_only(args: argparse.Namespace, config: ModelConfig, out: Path) -> int
     from ..files import StagedFolder
     from ..recorder import trace as record
     from ..recorder import write_files
+    from ..cogvlm.memory import rough_parameters
     from ..threads import threads_for
 
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config} --build-only --device {args.device}",
                             "config": str(args.config), "device": args.device}
     started = time.perf_counter()
-    with threads_for(config), record(None, categories=("construction",), meta=meta) as handle:
+    with threads_for(rough_parameters(config)), record(None, categories=("construction",), meta=meta) as handle:
         load_model(config, device=args.device, build_only=True, seed=args.seed)
     trace = handle.trace
     assert trace is not None

@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from ..recorder import trace
 
     script = script.resolve()
-    handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
+    # Recorded in memory and written after the script, so a failure to write the trace is told
+    # apart from a failure of the script (and never printed as the script's traceback).
+    handle = trace(None, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
                               "cpu_shims": bool(args.cpu)}, **options)
     shims: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if args.cpu:
@@ -85,12 +87,29 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as e:
         code = _exit_code(e.code)
     except KeyboardInterrupt:
-        report_written(handle.paths)
+        _write(handle, out, None)
         raise
     except Exception as e:  # noqa: BLE001 - printed as Python would, after the trace is written
         traceback.print_exception(type(e), e, _script_traceback(e.__traceback__, script))
         code = 1
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
-    report_written(handle.paths)
+    _write(handle, out, code)
     return code
+
+
+def _write(handle: Any, out: Path, code: int | None) -> None:
+    """Write the recorded trace to ``out``; a failure is ours, said as such with the script's status."""
+    from ..errors import OutputError
+    from ..files import describe_os_error
+    from ..recorder import write_files
+
+    if handle.trace is None:  # the block never ran (e.g. the --cpu shims failed to start)
+        return
+    try:
+        handle.paths = write_files(handle.trace, out)
+    except OSError as e:
+        status = "was interrupted" if code is None else f"exited with status {code}"
+        raise OutputError(f"could not write the trace: {describe_os_error(out, e)} "
+                          f"(the script itself {status})") from e
+    report_written(handle.paths)
