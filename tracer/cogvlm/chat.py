@@ -162,10 +162,15 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     return _Turn(query, history, prompt, pil, seq, context_length, strategy, get_func, {**vision, **inputs})
 
 
+# U+FFFD marks a byte-fallback piece decoded without the rest of its character; control
+# characters other than newline and tab (a lone <0x0B> piece) would move the terminal's cursor.
+_UNPRINTABLE = dict.fromkeys([0xFFFD, *(c for c in range(32) if chr(c) not in "\n\t"), 0x7F])
+
+
 def clean_response(text: str, sep: str) -> str:
-    """The answer as a person reads it: after the template's separator, without ``</s>`` and
-    without U+FFFD, which marks a byte-fallback piece decoded without the rest of its character."""
-    return text.replace("</s>", "").split(sep)[-1].replace("\ufffd", "").strip()
+    """The answer as a person reads it: after the template's separator, without ``</s>``, lone
+    byte-fallback marks or control characters."""
+    return text.replace("</s>", "").split(sep)[-1].translate(_UNPRINTABLE).strip()
 
 
 def _finish(turn: _Turn, output_ids: list[int], text_processor: TextProcessor, started: float) -> ChatResult:
@@ -254,7 +259,7 @@ def _stream(turn: _Turn, model: nn.Module, text_processor: TextProcessor, option
         tokens, mems = step  # tokens: (1, C+n) after step n
         text = decode(tokens[0].tolist())
         if text and not text.endswith("\ufffd"):
-            piece = text_processor.process_response(text[offset:]).replace("\ufffd", "")
+            piece = text_processor.process_response(text[offset:]).translate(_UNPRINTABLE)
             offset = len(text)
             if not answered:  # the final response is stripped; so is the stream's start
                 piece = piece.lstrip()

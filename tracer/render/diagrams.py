@@ -25,7 +25,7 @@ __all__ = ["DIAGRAMS", "GraphvizMissing", "architecture_dot", "calls_dot", "dot_
 DIAGRAMS = ("architecture", "calls", "modules")
 FONT = "Helvetica"
 # Characters per line of a call-graph label: wider boxes push the graph past a 1280 px page.
-LABEL_WIDTH = 48
+LABEL_WIDTH = 64
 # One colour per place weights live, the same in every diagram.
 COLOURS = {"vision": "#e3f2e1", "adapter": "#fff1d6", "language": "#e1ecf7", "expert": "#fde2e4",
            "call": "#f4f4f4", "mixin": "#fff1d6", "io": "#ffffff"}
