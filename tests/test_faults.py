@@ -318,7 +318,7 @@ def test_run_tells_its_own_write_failure_from_the_scripts(
      "'layernorm_order' = 'sideways': expected one of ['post', 'pre', 'sandwich']"),
     ("eva_order", lambda c: c["eva_args"].__setitem__("layernorm_order", 3), "'eva_args.layernorm_order' = 3"),
     ("eps", lambda c: c.__setitem__("layernorm_epsilon", "tiny"), "'layernorm_epsilon' = 'tiny': expected a number"),
-    ("flag", lambda c: c["eva_args"].__setitem__("use_final_layernorm", "no"), "expected true or false"),
+    ("flag", lambda c: c.__setitem__("is_gated_mlp", "no"), "'is_gated_mlp' = 'no': expected true or false"),
 ])
 def test_config_values_are_checked_against_sats_argparse(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, change: Any, expected: str) -> None:

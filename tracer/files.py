@@ -10,9 +10,11 @@ result, or nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["StagedFolder", "check_writable_file", "check_writable_folder", "describe_os_error", "write_atomic"]
@@ -148,7 +150,11 @@ class StagedFolder:
     def __enter__(self) -> Path:
         self.out.absolute().parent.mkdir(parents=True, exist_ok=True)
         self.stage = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.absolute().parent))
-        os.chmod(self.stage, 0o777 & ~_umask())  # mkdtemp makes 0700
+        try:
+            os.chmod(self.stage, 0o777 & ~_umask())  # mkdtemp makes 0700
+        except BaseException:  # Ctrl-C right here: __exit__ will not run
+            shutil.rmtree(self.stage, ignore_errors=True)
+            raise
         return self.stage
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -157,26 +163,47 @@ class StagedFolder:
         if exc_type is not None:
             shutil.rmtree(stage, ignore_errors=True)
             return
-        try:
+        with _signals_held():  # a Ctrl-C mid-swap is handled after it, not halfway through
             self._swap_in(stage)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
 
     def _swap_in(self, stage: Path) -> None:
-        if not self.out.exists():
-            os.rename(stage, self.out)
-            return
-        if not self.out.is_dir():
-            raise NotADirectoryError(20, "exists and is not a folder", str(self.out))
-        written = {p.name for p in stage.iterdir()}
-        if _exchange(stage, self.out):
-            old = stage  # after the exchange the staging path holds the previous result
-        else:  # two renames: for an instant ``out`` is absent, never mixed
-            old = self.out.absolute().parent / f".{self.out.name}.old-{os.getpid()}"
-            os.rename(self.out, old)
-            os.rename(stage, self.out)
+        try:
+            if not self.out.exists():
+                os.rename(stage, self.out)
+                return
+            if not self.out.is_dir():
+                raise NotADirectoryError(20, "exists and is not a folder", str(self.out))
+            written = {p.name for p in stage.iterdir()}
+            if _exchange(stage, self.out):
+                old = stage  # after the exchange the staging path holds the previous result
+            else:  # two renames: for an instant ``out`` is absent, never mixed
+                old = self.out.absolute().parent / f".{self.out.name}.old-{os.getpid()}"
+                os.rename(self.out, old)
+                os.rename(stage, self.out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)  # not swapped in: the new result only
+            raise
+        # From here ``old`` holds the previous result and possibly the user's files: it is only
+        # removed once they are all carried over (a failure leaves it, hidden, beside ``out``).
         for entry in list(old.iterdir()):
             if entry.name not in self.owned and entry.name not in written and not entry.name.startswith("."):
                 os.rename(entry, self.out / entry.name)  # the user's own files stay
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the few renames of a swap (main thread, POSIX); their handlers
+    run right after. Elsewhere a no-op."""
+    import signal
+    import threading
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -296,7 +296,7 @@ class TraceHandle:
         return False  # never swallow: the traced code's exception propagates unchanged
 
 
-def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
+def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True) -> dict[str, Path]:
     """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed, or
     replaced as a whole: see :class:`tracer.files.StagedFolder`)."""
     import io
@@ -307,8 +307,9 @@ def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
     from .files import StagedFolder
 
     out = Path(out_dir)
-    # Both files, or the previous pair, never one of each (Ctrl-C, disk full): staged, then swapped in.
-    with StagedFolder(out, owned={TRACE_FILE, CHROME_FILE}) as stage:
+    # Both files, or the previous pair, never one of each (Ctrl-C, disk full): staged, then swapped
+    # in; ``staged=False`` when ``out_dir`` is itself a caller's staging folder (cogtrace report).
+    with StagedFolder(out, owned={TRACE_FILE, CHROME_FILE}) if staged else contextlib.nullcontext(out) as stage:
         for name, writer in ((TRACE_FILE, write_json), (CHROME_FILE, write_chrome)):
             text = io.StringIO()
             writer(trace_, text)

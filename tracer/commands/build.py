@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.output) if args.output is not None else None
 
     from ..cogvlm.build import DEFAULT_SEED, build_model
+    from ..cogvlm.config_types import check_config_types
     from ..cogvlm.summary import format_build_summary
+
+    check_config_types(config)  # a bad value is refused before the trace starts: no folder for it
 
     recording: Any = contextlib.nullcontext()
     if out is not None:

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     # The whole folder is staged and swapped in at the end: Ctrl-C, SIGTERM or a full disk while
     # writing leaves the previous report as it was, never the new trace beside old pictures.
     with StagedFolder(out, owned=REPORT_FILES) as stage:
-        write_files(trace, stage)
+        write_files(trace, stage, staged=False)
         grounding = save_grounding(result.image, result.response, stage / "output.png")
         written = {name: out / name for name in write_views(trace, stage)}
     rendered = time.perf_counter() - started
@@ -216,7 +216,7 @@ def _build_only(args: argparse.Namespace, config: ModelConfig, out: Path) -> int
     assert trace is not None
     traced = time.perf_counter() - started
     with StagedFolder(out, owned=REPORT_FILES) as stage:  # see run(): all of it or nothing
-        write_files(trace, stage)
+        write_files(trace, stage, staged=False)
         written = {name: out / name for name in write_views(trace, stage)}
     report = written["report.html"]
     print(f"built and traced in {traced:.1f} s ({len(trace.events)} construction events); "
