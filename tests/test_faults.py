@@ -193,7 +193,7 @@ def test_two_threads_entering_trace_together_leave_no_patch_behind() -> None:
     import sat.model.base_model
 
     import tracer
-    from tracer.recorder import TracingError
+    from tracer.session import TracingError
 
     watched = [sat.model.base_model.get_model, sat.arguments.update_args_with_file, sat.arguments.get_args,
                sampling.filling_sequence]
@@ -227,7 +227,7 @@ def test_two_threads_entering_trace_together_leave_no_patch_behind() -> None:
 
 def test_a_leaked_trampoline_is_never_copied_as_the_original() -> None:
     from tracer.patching import PatchSet
-    from tracer.recorder import TracingError
+    from tracer.session import TracingError
 
     def victim(x: int) -> int:
         return x + 1
@@ -289,7 +289,7 @@ def test_output_under_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_run_tells_its_own_write_failure_from_the_scripts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import tracer.recorder
+    import tracer.session
 
     script = tmp_path / "fine.py"
     script.write_text("print('the script ran')\n", encoding="utf-8")
@@ -297,7 +297,7 @@ def test_run_tells_its_own_write_failure_from_the_scripts(
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "trace.json"))
 
-    monkeypatch.setattr(tracer.recorder, "write_files", full)
+    monkeypatch.setattr(tracer.session, "write_files", full)
     code = main(["run", "-o", str(tmp_path / "out"), str(script)])
     captured = capsys.readouterr()
     line = _one_line(captured.err)

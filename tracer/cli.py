@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 
 # name -> (module under tracer.commands, one-line help). Order is the order in --help.

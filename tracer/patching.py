@@ -117,7 +117,7 @@ class PatchSet:
         if is_trampoline(func):
             # Another recording's patch is still in place (it was never undone, or two recordings
             # interleaved): copying it as "the original" would make the leak permanent.
-            from .recorder import TracingError
+            from .session import TracingError
 
             raise TracingError(f"{func.__module__}.{func.__qualname__} is still patched by another tracing "
                                "session (its code is cogvlm-tracer's trampoline); refusing to patch it again")

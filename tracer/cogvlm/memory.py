@@ -39,7 +39,7 @@ def rough_parameters(config: ModelConfig, num_layers: int | None = None) -> int:
 
 
 def _meta_count(config: ModelConfig, lm_layers: int, eva_layers: int) -> int:
-    from ..recorder import active_recorder
+    from ..session import active_recorder
     from .build import build_model
 
     recorder = active_recorder()  # our own sizing is not part of what a trace shows
