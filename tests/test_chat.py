@@ -16,7 +16,14 @@ from PIL import Image
 
 import tracer.cogvlm.chat  # noqa: F401  (import SAT now, so its import-time logging is not captured below)
 from tracer.cli import main
-from tracer.cogvlm.chat import ChatResult, SamplingOptions, add_autoregressive_mixin, chat, clean_response, stream_chat
+from tracer.cogvlm.chat import (
+    ChatResult,
+    SamplingOptions,
+    add_autoregressive_mixin,
+    chat,
+    clean_response,
+    stream_chat,
+)
 from tracer.cogvlm.image_processor import get_image_processor
 from tracer.cogvlm.text_processor import TextProcessor
 from tracer.cogvlm.tokenizer import load_tokenizer

@@ -205,7 +205,7 @@ def test_two_threads_entering_trace_together_leave_no_patch_behind() -> None:
             barrier = threading.Barrier(2)
             outcomes: list[str] = []
 
-            def enter() -> None:
+            def enter(barrier: threading.Barrier = barrier, outcomes: list[str] = outcomes) -> None:
                 barrier.wait()
                 try:
                     with tracer.trace(None):

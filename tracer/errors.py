@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["OutputError", "UserError"]
+__all__ = ["OutputError", "TracingError", "UserError"]
 
 
 class UserError(Exception):
@@ -13,3 +13,8 @@ class UserError(Exception):
 class OutputError(UserError):
     """An output location that cannot be written (read-only, not a folder, full disk); the
     message names the path and the operating system's reason."""
+
+
+class TracingError(RuntimeError):
+    """Tracing cannot start or was used wrongly (e.g. a nested ``trace()`` block, or a second
+    thread entering one while another is active)."""

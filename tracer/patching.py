@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import TracingError
+
 __all__ = ["PatchSet", "copy_function", "is_trampoline"]
 
 _TARGET = "__cogtrace_target__"
@@ -117,8 +119,6 @@ class PatchSet:
         if is_trampoline(func):
             # Another recording's patch is still in place (it was never undone, or two recordings
             # interleaved): copying it as "the original" would make the leak permanent.
-            from .session import TracingError
-
             raise TracingError(f"{func.__module__}.{func.__qualname__} is still patched by another tracing "
                                "session (its code is cogvlm-tracer's trampoline); refusing to patch it again")
         original = copy_function(func)

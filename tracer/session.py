@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from .errors import TracingError  # defined with the other errors so tracer.patching can raise it too
 from .schema import CATEGORIES, Trace
 from .sink import Recorder
 
@@ -39,10 +40,6 @@ CHROME_FILE = "trace.chrome.json"
 # the lock that makes checking and claiming it one step for threads entering together.
 _active: Recorder | None = None
 _claim = threading.Lock()
-
-
-class TracingError(RuntimeError):
-    """Tracing cannot start or was used wrongly (e.g. a nested ``trace()`` block)."""
 
 
 def active_recorder() -> Recorder | None:

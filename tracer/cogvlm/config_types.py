@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 from .config import ConfigError, ModelConfig
@@ -37,7 +36,7 @@ def _declared(model: str) -> dict[str, argparse.Action]:
     return {action.dest: action for action in parser._actions if action.dest != "help"}
 
 
-def _fits(value: Any, kind: Callable[..., Any] | None) -> bool:
+def _fits(value: Any, kind: object) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:

@@ -95,7 +95,6 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..adapters import adapter_for_config
-
     from ..files import check_writable_folder
 
     adapter = adapter_for_config(args.config)
