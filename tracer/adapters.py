@@ -121,12 +121,20 @@ def resolve_config(spec: str | Path) -> Path:
                     f"or a shipped name such as tiny/cogvlm-grounding-generalist)")
 
 
+# A model config is a few levels deep; far deeper is a hostile file (configs of every model).
+MAX_CONFIG_NESTING = 16
+
+
 def config_model_class(spec: str | Path) -> str:
     """The ``model_class`` a config names (SAT's ``AutoModel`` key); '' when it names none."""
     path = resolve_config(spec)
+    from .jsonlimits import NestingError, loads_bounded
+
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        values = loads_bounded(path.read_text(encoding="utf-8"), MAX_CONFIG_NESTING)
+    except NestingError as e:
+        raise UserError(f"{path}: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: not a readable JSON config ({type(e).__name__}: {e})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")
