@@ -134,7 +134,9 @@ def config_model_class(spec: str | Path) -> str:
         values = loads_bounded(path.read_text(encoding="utf-8"), MAX_CONFIG_NESTING)
     except NestingError as e:
         raise UserError(f"{path}: {e}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a readable JSON config ({type(e).__name__}: {e})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")

@@ -54,7 +54,7 @@ class TraceHandle:
     """What ``with trace(...) as t`` gives: ``t.trace`` (after exit), ``t.paths`` written."""
 
     def __init__(self, out_dir: str | Path | None, categories: Iterable[str], max_depth: int | None,
-                 max_steps: int | None, meta: dict[str, Any] | None) -> None:
+                 max_steps: int | None, meta: dict[str, Any] | None, chrome: bool = False) -> None:
         cats = frozenset(categories)
         unknown = sorted(cats - set(CATEGORIES))
         if unknown:
@@ -63,6 +63,7 @@ class TraceHandle:
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name}={value!r}: expected a non-negative integer or None")
         self.out_dir = None if out_dir is None else Path(out_dir)
+        self.chrome = chrome
         self.meta = dict(meta or {})
         self.recorder = Recorder(categories=cats, max_depth=max_depth, max_steps=max_steps)
         self.trace: Trace | None = None
@@ -116,7 +117,7 @@ class TraceHandle:
             self.trace = self.recorder.build(exception=text, meta=self.meta)
             if self.out_dir is not None:
                 try:
-                    self.paths = write_files(self.trace, self.out_dir)
+                    self.paths = write_files(self.trace, self.out_dir, chrome=self.chrome)
                 except OSError as e:
                     if exc is None:
                         raise
@@ -124,9 +125,9 @@ class TraceHandle:
         return False  # never swallow: the traced code's exception propagates unchanged
 
 
-def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True) -> dict[str, Path]:
-    """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed, or
-    replaced as a whole: see :class:`tracer.files.StagedFolder`)."""
+def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True, chrome: bool = True) -> dict[str, Path]:
+    """Write ``trace.json`` and (with ``chrome``) ``trace.chrome.json`` into ``out_dir`` (created if
+    needed, or replaced as a whole: see :class:`tracer.files.StagedFolder`)."""
     import io
 
     from .export import write_chrome, write_json
@@ -136,22 +137,26 @@ def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True) -> d
     # Both files, or the previous pair, never one of each (Ctrl-C, disk full): staged, then swapped
     # in; ``staged=False`` when ``out_dir`` is itself a caller's staging folder (cogtrace report).
     with StagedFolder(out, owned={TRACE_FILE, CHROME_FILE}) if staged else contextlib.nullcontext(out) as stage:
-        for name, writer in ((TRACE_FILE, write_json), (CHROME_FILE, write_chrome)):
+        writers = ((TRACE_FILE, write_json), (CHROME_FILE, write_chrome)) if chrome else ((TRACE_FILE, write_json),)
+        for name, writer in writers:
             text = io.StringIO()
             writer(trace_, text)
             write_atomic(stage / name, text.getvalue())
-    return {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
+    paths = {"json": out / TRACE_FILE}
+    if chrome:
+        paths["chrome"] = out / CHROME_FILE
+    return paths
 
 
 def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,
           max_depth: int | None = None, max_steps: int | None = None,
-          meta: dict[str, Any] | None = None) -> TraceHandle:
+          meta: dict[str, Any] | None = None, chrome: bool = False) -> TraceHandle:
     """Record SAT construction calls and runtime shapes inside a ``with`` block.
 
     Example::
 
         import tracer
-        with tracer.trace("out/") as t:              # writes out/trace.json, out/trace.chrome.json
+        with tracer.trace("out/") as t:              # writes out/trace.json on exit
             model = build_model("configs/tiny/cogvlm-grounding-generalist").model
             model(**inputs)
         print(len(t.trace.events))
@@ -159,6 +164,9 @@ def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATE
     ``categories``: any of construction, module, hook, generation (fewer = cheaper);
     ``max_depth``: events nested deeper than this are not recorded;
     ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
-    forward is step 0 and always recorded when generation is traced).
+    forward is step 0 and always recorded when generation is traced);
+    ``chrome``: also write ``trace.chrome.json`` (Perfetto). Off by default: it repeats what
+    ``trace.json`` holds and cost as much again to write; ``cogtrace render --format chrome``
+    makes it from ``trace.json`` whenever it is wanted.
     """
-    return TraceHandle(out_dir, categories, max_depth, max_steps, meta)
+    return TraceHandle(out_dir, categories, max_depth, max_steps, meta, chrome)
