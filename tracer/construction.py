@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .patching import PatchSet
-from .recorder import Record, Recorder
-from .trace import SourceLocation
+from .schema import SourceLocation
+from .sink import Record, Recorder
 from .values import count_parameters, describe_model, module_paths, namespace_diff, short
 
 __all__ = ["construction_functions", "install"]

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     options = trace_options(args)
     out = check_output(args.output or DEFAULT_OUTPUT)
 
-    from ..recorder import trace
+    from ..session import trace
 
     script = script.resolve()
     handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
