@@ -19,7 +19,7 @@ from fixtures.render_support import check_golden
 from tracer.cli import main
 from tracer.diff import SECTIONS, diff_traces, normalise
 from tracer.render.diffview import render_diff_text
-from tracer.trace import Event, SourceLocation, Trace
+from tracer.schema import Event, SourceLocation, Trace
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CHAT, GROUNDING = FIXTURES / "diff_chat.json", FIXTURES / "diff_grounding.json"
@@ -176,7 +176,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 def test_diff_modules_import_no_torch() -> None:
     code = f"""
 import json, sys
-from tracer.trace import Trace
+from tracer.schema import Trace
 from tracer.diff import diff_traces
 from tracer.render.diffview import render_diff_text
 a = Trace.load(open({str(CHAT)!r}, encoding="utf-8")); b = Trace.load(open({str(GROUNDING)!r}, encoding="utf-8"))

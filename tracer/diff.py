@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .trace import Event, Trace
+from .schema import Event, Trace
 
 __all__ = ["SECTIONS", "CallPair", "Difference", "StepPair", "TraceDiff", "diff_traces", "fold_key",
            "normalise"]

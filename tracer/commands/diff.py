@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..trace import Trace
+    from ..schema import Trace
 
 FORMATS = ("text", "json", "html")
 
@@ -53,13 +53,13 @@ def obtain(spec: str) -> tuple[Trace, str]:
 
 
 def _trace_config(spec: str) -> Trace:
-    from ..cogvlm.build import DEFAULT_SEED, build_model
-    from ..cogvlm.config import load_config
-    from ..recorder import trace as record
+    from ..adapters import adapter_for_config
+    from ..session import trace as record
 
-    config = load_config(spec)  # a broken config fails here with its one-line reason
-    with record(None, meta={"command": "build", "config": str(config.path), "device": "cpu"}) as handle:
-        build_model(config, device="cpu", seed=DEFAULT_SEED)
+    adapter = adapter_for_config(spec)
+    config = adapter.load_config(spec)  # a broken config fails here with its one-line reason
+    with record(None, meta={"command": "build", "config": str(spec), "device": "cpu"}) as handle:
+        adapter.build(config, device="cpu")
     assert handle.trace is not None  # set when the block exits
     return handle.trace
 
@@ -67,7 +67,7 @@ def _trace_config(spec: str) -> Trace:
 def _trace_script(script: Path) -> Trace:
     import runpy
 
-    from ..recorder import trace as record
+    from ..session import trace as record
 
     saved_argv, saved_path = sys.argv, list(sys.path)
     handle = record(None, meta={"command": "run", "script": str(script), "argv": []})
