@@ -141,7 +141,7 @@
       tr.classList.toggle("hidden", !own);
       if (q && own) { count++; const tb = tr.closest("tbody.same"); if (tb) tb.classList.remove("collapsed"); }
     });
-    $$(".tok").forEach((t) => t.classList.toggle("hl", !!q && (t.dataset.search || "").toLowerCase().includes(q)));
+    $$(".strip .tok").forEach((t) => t.classList.toggle("hl", !!q && (t.dataset.search || "").toLowerCase().includes(q)));
     if (hits) hits.textContent = q ? `${count} match${count === 1 ? "" : "es"}` : "";
     return count;
   }
@@ -276,7 +276,7 @@
 
   // ---- token strip hover ---------------------------------------------------------------------------
   const tip = document.getElementById("tip");
-  $$(".tok").forEach((t) => {
+  $$(".strip .tok").forEach((t) => {
     t.addEventListener("mouseenter", () => { tip.textContent = t.dataset.tip; tip.style.display = "block"; });
     t.addEventListener("mousemove", (ev) => {
       tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - 370) + "px"; tip.style.top = (ev.clientY + 14) + "px";

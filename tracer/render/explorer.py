@@ -302,7 +302,7 @@ def _module_li(mods: _Modules, path: str, depth: int, details: dict[str, Any], r
                      f'<span class="name">{_e(label)}</span><span class="tag group">{len(members)} identical '
                      f'{_e(parent_name or "siblings")}: same class, parameter shapes and children</span></span>')
         kids = "".join(_module_li(mods, m, depth + 2, details, roots) for m in members)
-        inner.append(f'<li data-fold="1" class="collapsed">{group_row}<ul>{kids}</ul></li>')
+        inner.append(f'<li data-fold="1" class="group collapsed">{group_row}<ul>{kids}</ul></li>')
     fold = depth >= MODULE_OPEN_DEPTH
     return f'<li data-fold="{int(fold)}"{" class=collapsed" if fold else ""}>{row}<ul>{"".join(inner)}</ul></li>'
 
@@ -624,10 +624,10 @@ def render_diff_html(diff: TraceDiff, a: Trace, b: Trace) -> str:
         rows = []
         for s in diff.steps:
             cells = [f"<td>{s.step}</td>"]
-            for side in (s.a, s.b):
+            for step_facts in (s.a, s.b):
                 for f in fields:
                     cls = " class=changed" if f in s.changed or "" in s.changed else ""
-                    cells.append(f"<td{cls}>{_e('—' if side is None else _value(side.get(f)))}</td>")
+                    cells.append(f"<td{cls}>{_e('—' if step_facts is None else _value(step_facts.get(f)))}</td>")
             rows.append(f"<tr>{''.join(cells)}</tr>")
         steps = f'<table class="filterable"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
     else:
