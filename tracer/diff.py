@@ -295,16 +295,21 @@ class _Aligner:
         self.pairs: list[CallPair] = []
         self.differences: list[Difference] = []
 
-    def one_side(self, node: _Node, depth: int, path: str, side: Kind) -> None:
+    def one_side(self, node: _Node, depth: int, path: str, side: Kind, *, top: bool = True) -> None:
+        """A call (and everything inside it) in one trace only: one difference for the subtree,
+        one aligned row per call."""
         key = f"{path} / {node.key}" if path else node.key
         label = _call_text(node.event)
         a, b = (node.event.id, None) if side == "only_a" else (None, node.event.id)
         self.pairs.append(CallPair(depth, key, a, b, label if a is not None else "", label if b is not None else ""))
-        self.differences.append(Difference("construction", key, "", label if a is not None else None,
-                                           label if b is not None else None, side))
+        if top:
+            inside = _count(node) - 1
+            text = label + (f" (+{inside} call{'s' if inside > 1 else ''} inside)" if inside else "")
+            self.differences.append(Difference("construction", key, "", text if a is not None else None,
+                                               text if b is not None else None, side))
         _number(node.children)
         for child in node.children:
-            self.one_side(child, depth + 1, key, side)
+            self.one_side(child, depth + 1, key, side, top=False)
 
     def both(self, x: _Node, y: _Node, depth: int, path: str) -> None:
         key = f"{path} / {x.key}" if path else x.key
@@ -364,6 +369,10 @@ class _Aligner:
                                            label if b is not None else None, side))
 
 
+def _count(node: _Node) -> int:
+    return 1 + sum(_count(c) for c in node.children)
+
+
 def _call_text(e: Event) -> str:
     d = e.data
     if d.get("function") == "add_mixin" and d.get("mixin_class"):
@@ -374,13 +383,50 @@ def _call_text(e: Event) -> str:
 # -- hooks, modules, shapes -------------------------------------------------------------------------
 
 def _hook_table(trace: Trace) -> dict[str, dict[str, Any]]:
-    from .render.hooks import hook_rows
+    """Per model and hook: who serves it and how often it ran. The serving mixin's class comes
+    from the dispatches, else from the last ``add_mixin`` of that name on that model (a
+    construction-only trace has no dispatches, and 'mlp' may be LLaMA's or CogVLM's mixin)."""
+    from .render.hooks import hook_rows, model_key
 
+    added: dict[tuple[str, str], str] = {}
+    for e in trace.of("construction"):
+        d = e.data
+        if d.get("function") == "add_mixin" and d.get("mixin") and d.get("mixin_class"):
+            where = model_key(trace, str(d.get("owner") or ""), str(d.get("model_path") or ""))
+            added[(where, str(d["mixin"]))] = str(d["mixin_class"])
     out: dict[str, dict[str, Any]] = {}
     for r in hook_rows(trace):
+        served = r.origin.split(" -> ")[0]
         out[f"{r.model_path or 'model'} / {r.hook}"] = {
-            "origin": r.origin, "mixin_class": r.mixin_class or None, "dispatches": r.dispatches,
-            "layers": r.layers or None}
+            "origin": r.origin, "mixin_class": r.mixin_class or added.get((r.model_path, served)),
+            "dispatches": r.dispatches, "layers": r.layers or None}
+    return out
+
+
+def _subtrees(diffs: list[Difference]) -> list[Difference]:
+    """A module present in one trace only stands for its submodules too: 'ImageMixin (+45 inside)'."""
+    one_sided = {(d.key, d.kind) for d in diffs if d.kind != "changed"}
+    inside: dict[tuple[str, str], int] = {}
+    tops: list[Difference] = []
+    for d in diffs:
+        if d.kind == "changed":
+            tops.append(d)
+            continue
+        parts = d.key.split(".")
+        owner = next(((".".join(parts[:i]), d.kind) for i in range(1, len(parts))
+                      if (".".join(parts[:i]), d.kind) in one_sided), None)
+        if owner is None:
+            tops.append(d)
+        else:
+            inside[owner] = inside.get(owner, 0) + 1
+    out = []
+    for d in tops:
+        n = inside.get((d.key, d.kind), 0)
+        if n:
+            value = f"{d.a if d.kind == 'only_a' else d.b} (+{n} module{'s' if n > 1 else ''} inside)"
+            d = Difference(d.section, d.key, d.field, value if d.kind == "only_a" else None,
+                           value if d.kind == "only_b" else None, d.kind)
+        out.append(d)
     return out
 
 
@@ -499,7 +545,7 @@ def diff_traces(a: Trace, b: Trace, *, a_name: str = "A", b_name: str = "B") -> 
     differences += aligner.differences
 
     differences += _items("hooks", _hook_table(a), _hook_table(b))
-    differences += _items("modules", _module_table(a), _module_table(b))
+    differences += _subtrees(_items("modules", _module_table(a), _module_table(b)))
     differences += _items("shapes", _shape_table(a), _shape_table(b))
 
     steps_a, steps_b = _steps(a), _steps(b)

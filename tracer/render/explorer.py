@@ -559,16 +559,20 @@ def _value(v: Any) -> str:
     return value_text(v, limit=400)
 
 
-def render_diff_html(diff: TraceDiff, a: Trace, b: Trace) -> str:
+def render_diff_html(diff: TraceDiff, a: Trace, b: Trace, *, links: bool = True) -> str:
     """``cogtrace diff --format html``: the explorer in two columns, differences highlighted,
-    unchanged runs of calls folded."""
+    unchanged runs of calls folded. ``links=False`` leaves out the ``vscode://`` links (absolute
+    paths of this machine), for pages committed to the docs."""
     from .diffview import grouped
 
     details: dict[str, Any] = {}
     for side, trace in (("a", a), ("b", b)):
         for e in trace.events:
             if e.category == "construction":
-                details[f"{side}:{e.id}"] = _call_detail(e, (), timings=False)
+                facts = _call_detail(e, (), timings=False)
+                if not links and facts.get("source"):
+                    facts["source"] = {"text": facts["source"]["text"]}
+                details[f"{side}:{e.id}"] = facts
     counts = diff.counts()
     summary = ('<p class="counts">' + "".join(
         f'<span class="{"zero" if n == 0 else ""}"><a href="#{s}">{s}</a> {n}</span>' for s, n in counts.items())
