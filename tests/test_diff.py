@@ -77,6 +77,15 @@ def test_json_format_lists_every_difference(tmp_path: Path) -> None:
     assert [s["step"] for s in doc["steps"]] == [0, 1]
 
 
+def test_html_format_is_one_self_contained_page(tmp_path: Path) -> None:
+    out = tmp_path / "diff.html"
+    assert main(["diff", str(CHAT), str(GROUNDING), "--format", "html", "-o", str(out)]) == 1
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<script src" not in page and "<link" not in page
+    assert 'id="cogtrace-data"' in page and 'class="changed"' in page and 'class="same collapsed"' in page
+    assert "chat_old" in page and "▁Question" in page  # the template difference and its tokens
+
+
 def test_volatile_fields_never_count() -> None:
     """Times, event ids, addresses and absolute paths differ; the diff is still empty."""
     trace = load(GROUNDING)
@@ -179,8 +188,10 @@ import json, sys
 from tracer.schema import Trace
 from tracer.diff import diff_traces
 from tracer.render.diffview import render_diff_text
+from tracer.render.explorer import render_diff_html
 a = Trace.load(open({str(CHAT)!r}, encoding="utf-8")); b = Trace.load(open({str(GROUNDING)!r}, encoding="utf-8"))
 render_diff_text(diff_traces(a, b))
+render_diff_html(diff_traces(a, b), a, b)
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "sat", "deepspeed"))))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -92,6 +92,7 @@
   function showDetail(ref) {
     const panel = document.getElementById("detail");
     if (!panel || !ref) return;
+    panel.dataset.ref = ref;
     const refs = ref.split(" ");
     const parts = refs.map((r) => DATA.details[r]).filter(Boolean);
     if (!parts.length) { panel.innerHTML = '<p class="empty">No details recorded for this row.</p>'; return; }
@@ -264,7 +265,7 @@
     if (!row) {  // the first module path the node's text names, else search its first line
       const text = $$("text", g).map((t) => t.textContent).join(" ");
       for (const word of text.split(/[\s(),]+/)) {
-        const r = $(`.row[data-path="${CSS.escape(word.replace(/\.\*\./g, ".0.").replace(/\.\*$/, ".0"))}"]`);
+        const r = $(`.row[data-path="${CSS.escape(word.replace(/\.(N|\*)(?=\.|$)/g, ".0"))}"]`);
         if (r) { row = r; break; }
       }
       if (!row) { window.cogtraceSearch(($$("text", g)[0] || {}).textContent || title); return; }
