@@ -13,8 +13,8 @@ The package never imports torch or SAT at import time, so ``cogtrace --help`` st
 The CogVLM model lives in :mod:`tracer.cogvlm`.
 """
 
+from ._version import __version__
 from .schema import Trace
 from .session import TraceHandle, TracingError, trace
 
-__version__ = "0.1.0"
 __all__ = ["Trace", "TraceHandle", "TracingError", "__version__", "trace"]

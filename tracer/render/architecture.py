@@ -88,7 +88,10 @@ def architecture_dot(trace: Trace) -> str:
     # Before the layers: the transformer's other children that come before the layer stack.
     around = _children(trace.modules, transformer) if stack else []
     at = [m.path for m in around].index(stack) if stack else 0
-    before, after = around[:at], around[at + 1:]
+    # Before and after the stack in the order they ran (registration order when never called).
+    ran = {path: i for i, path in enumerate(calls)}
+    before = sorted(around[:at], key=lambda m: ran.get(m.path, len(ran)))
+    after = sorted(around[at + 1:], key=lambda m: ran.get(m.path, len(ran)))
     previous, previous_shape = "input", root_in
     for m in before:
         served = [_served(hooks, h) for h in _BEFORE if h in hooks and h.split("_")[0] in m.path.rpartition(".")[2]]
