@@ -197,3 +197,27 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_two_recordings_of_one_config_do_not_differ(capsys: pytest.CaptureFixture[str]) -> None:
+    """A config on each side is traced (as ``cogtrace build`` does) twice: new addresses, new
+    times, same construction — no difference, exit 0."""
+    config = "configs/tiny/cogvlm-chat-v1.1"
+    assert main(["diff", config, config, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["same"] and doc["calls"] and all(c["a"] is not None and c["b"] is not None for c in doc["calls"])
+
+
+def test_scripts_are_traced_and_a_failing_script_is_one_line(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    script = tmp_path / "build_tiny.py"
+    script.write_text("from tracer.cogvlm.build import build_model\n"
+                      f"build_model({str(repo / 'configs/tiny/cogvlm-chat-v1.1')!r})\n", encoding="utf-8")
+    assert main(["diff", str(script), str(script)]) == 0
+    assert "no differences" in capsys.readouterr().out
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no model here')\n", encoding="utf-8")
+    assert main(["diff", str(broken), str(script)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "broken.py" in err and "RuntimeError: no model here" in err
