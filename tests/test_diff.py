@@ -107,6 +107,10 @@ def test_volatile_fields_never_count() -> None:
 
     trace, other = moved("0x7f00aaaaaaaa", "/opt/one", 0), moved("0x7f00deadbeef", "/home/x/two", 1000)
     assert diff_traces(trace, other).same
+    raised = dataclasses.replace(other, exception='Traceback (most recent call last):\n  File "/x/a.py", line 3\n'
+                                                  "RuntimeError: out of memory")
+    assert [(d.field, d.b) for d in diff_traces(trace, raised).differences] == [
+        ("exception", "RuntimeError: out of memory")]
     assert normalise("'/home/me/.cache/ckpt/model_config.json'") == "'model_config.json'"
     assert normalise("/srv/venv/lib/python3.11/site-packages/sat/model/base_model.py:114") == \
         "sat/model/base_model.py:114"

@@ -214,7 +214,10 @@ def _summary(facts: Mapping[str, Any]) -> Any:
 
 
 def _meta_facts(trace: Trace) -> dict[str, Any]:
-    return {k: normalise(v) for k, v in trace.meta.items() if k not in _META_ELSEWHERE}
+    facts = {k: normalise(v) for k, v in trace.meta.items() if k not in _META_ELSEWHERE}
+    if trace.exception:  # the traceback's last line: its file paths and line numbers are volatile
+        facts["exception"] = normalise(trace.exception.strip().splitlines()[-1])
+    return facts
 
 
 # -- construction ----------------------------------------------------------------------------------
