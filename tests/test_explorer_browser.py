@@ -79,8 +79,9 @@ def test_fold_and_unfold_repeated_layers(page: Page) -> None:
 def test_search_by_mixin_hook_and_shape(page: Page) -> None:
     page.key("/")
     assert page.evaluate("document.activeElement.id") == "search"
-    count = page.evaluate("window.cogtraceSearch('vision_dense_h_to_4h')")
-    assert count > 0
+    page.type("vision_dense_h_to_4h")  # typed into the box, as a person does
+    page.evaluate("new Promise(r => setTimeout(r, 400))")  # the search runs once typing pauses
+    assert page.evaluate("document.getElementById('search').value") == "vision_dense_h_to_4h"
     # the matches sit inside folded layer groups: the search unfolded their ancestors
     assert visible(page, "#moduletree .row.match") == page.evaluate(
         "document.querySelectorAll('#moduletree .row.match').length") > 0
