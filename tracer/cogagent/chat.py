@@ -73,9 +73,10 @@ def cross_cache(model: CogAgentModel, enabled: bool) -> Iterator[None]:
 
 
 def chat(image: str | Path | Image.Image, model: CogAgentModel, pipeline: AgentPipeline, query: str,
-         history: Sequence[tuple[str, str]] | None = None, options: SamplingOptions = SamplingOptions(),
+         history: Sequence[tuple[str, str]] | None = None, options: SamplingOptions | None = None,
          *, reuse_cross_cache: bool = False) -> ChatResult:
     """Answer ``query`` about ``image``; the model gets SAT's ``CachedAutoregressiveMixin`` if it lacks it."""
+    options = SamplingOptions() if options is None else options
     add_autoregressive_mixin(model)
     with cross_cache(model, reuse_cross_cache):
         return cogvlm_chat(image, model, pipeline.text_processor, pipeline.image_processor, query, history,

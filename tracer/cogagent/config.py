@@ -20,7 +20,7 @@ from typing import Any
 from ..cogvlm.config import CONFIG_FILE, ConfigError, ModelConfig, resolve_config_path
 from ..cogvlm.config import _check as _check_cogvlm_part
 
-__all__ = ["CONFIG_ROOT", "MODEL_CLASSES", "check_cross_image", "cross_tokens", "load_config", "resolve"]
+__all__ = ["CONFIG_ROOT", "MODEL_CLASSES", "cross_tokens", "load_config", "resolve"]
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 MODEL_CLASSES = ("CogAgentModel",)
@@ -84,14 +84,6 @@ def _check_cross(where: str, cfg: dict[str, Any]) -> None:
         raise ConfigError(f"{where}: key 'cross_attn_hidden_size' = {attn_width}: expected the high-resolution "
                           f"encoder's width cross_vision_args.width = {width} (the keys/values are projected from it)")
     _positive(where, "cross_hidden_size_per_attention_head", cfg.get("cross_hidden_size_per_attention_head"))
-
-
-def check_cross_image(values: dict[str, Any], height: int, width: int) -> None:
-    """Refuse a high-res image tensor whose size is not the model's ``cross_image_pix``."""
-    pix = int(values["cross_image_pix"])
-    if (height, width) != (pix, pix):
-        raise ConfigError(f"cross image of {height}x{width} pixels: expected {pix}x{pix} (cross_image_pix), "
-                          f"i.e. {cross_tokens(values)} high-resolution tokens")
 
 
 def load_config(spec: str | Path) -> ModelConfig:

@@ -84,6 +84,8 @@ class VisionRotaryEmbeddingFast(nn.Module):
         rows = freqs[:, None, :].expand(ft_seq_len, ft_seq_len, dim)
         cols = freqs[None, :, :].expand(ft_seq_len, ft_seq_len, dim)
         table = torch.cat((rows, cols), dim=-1).reshape(ft_seq_len * ft_seq_len, 2 * dim)  # (patches, head)
+        self.freqs_cos: torch.Tensor
+        self.freqs_sin: torch.Tensor
         self.register_buffer("freqs_cos", table.cos())
         self.register_buffer("freqs_sin", table.sin())
 
@@ -181,6 +183,7 @@ class EVAVisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, patches + 1, a.width))
         self.rope = VisionRotaryEmbeddingFast(a.head_width // 2, a.pt_hw_seq_len, self.patch_embed.grid)
         self.blocks = nn.ModuleList([Block(a.width, a.heads, a.mlp_hidden, self.rope) for _ in range(a.layers)])
+        self.depth = a.layers
         self.norm = nn.LayerNorm(a.width, eps=LAYERNORM_EPS)  # in the checkpoint, unused by CogAgent
         self.head = nn.Linear(a.width, a.embed_dim)  # in the checkpoint, unused by CogAgent
         self._init_weights(a.layers)
@@ -199,9 +202,12 @@ class EVAVisionTransformer(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         with torch.no_grad():
-            for layer, block in enumerate(self.blocks, start=1):
+            for layer, block in enumerate(self._blocks(), start=1):
                 block.attn.proj.weight.div_(math.sqrt(2.0 * layer))
                 block.mlp.w3.weight.div_(math.sqrt(2.0 * layer))
+
+    def _blocks(self) -> list[Block]:
+        return [block for block in self.blocks if isinstance(block, Block)]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(image)  # (B, patches, width)

@@ -36,10 +36,29 @@ from typing import Any
 import torch
 from sat.model.official.llama_model import LLaMAModel
 
+from ..cogvlm.config import ConfigError
 from ..cogvlm.mixins import LlamaVisionExpertAttnMixin, LlamaVisionExpertFCMixin, expert_device
 from .mixins import ExternalVisionModel, ImageMixin
 
-__all__ = ["CogAgentModel"]
+__all__ = ["CogAgentModel", "CrossInputError", "check_cross_inputs"]
+
+
+class CrossInputError(ConfigError):
+    """A forward without a usable high-resolution image; the message is one line."""
+
+
+def check_cross_inputs(cross_inputs: dict[str, Any], pix: int) -> None:
+    """Refuse a missing or wrongly sized ``cross_image`` before the encoder's patch conv does, deep inside."""
+    image = cross_inputs.get("image")
+    if not isinstance(image, torch.Tensor):
+        raise CrossInputError(f"no cross_image: expected the high-resolution copy of the picture, a (B, 3, {pix}, {pix}) "
+                              f"tensor, with cross_attention_mask (the cross image processor makes both)")
+    if image.dim() != 4 or tuple(image.shape[-2:]) != (pix, pix):
+        raise CrossInputError(f"cross_image of shape {tuple(image.shape)}: expected (B, 3, {pix}, {pix}) "
+                              f"(cross_image_pix = {pix})")
+    if "attention_mask" not in cross_inputs:
+        raise CrossInputError("no cross_attention_mask: expected the cross image processor's (B, 1) ones "
+                              "(SAT's cross-attention requires the argument)")
 
 
 class CogAgentModel(LLaMAModel):
@@ -77,6 +96,7 @@ class CogAgentModel(LLaMAModel):
         cross_inputs = {k[len("cross_"):]: v for k, v in kwargs.items() if k.startswith("cross_")}
         cached = kwargs.get("encoder_outputs")
         if not (self.reuse_cross_cache and isinstance(cached, list)):
+            check_cross_inputs(cross_inputs, self.cross_image_pix)
             # Upstream: run the encoder; SAT's cached per-layer keys/values, if any, are overwritten.
             kwargs["encoder_outputs"] = self.get_mixin("encoder")(**cross_inputs)  # (B, cross tokens, width)
         kwargs["cross_attention_mask"] = cross_inputs["attention_mask"]  # (1, 1) ones: attend to every token
