@@ -38,7 +38,7 @@ def _dtype(dtype: torch.dtype) -> str:
 
 
 def tensor_info(t: torch.Tensor) -> dict[str, Any]:
-    """The JSON form of :class:`tracer.trace.TensorInfo` (built directly: this runs per call)."""
+    """The JSON form of :class:`tracer.schema.TensorInfo` (built directly: this runs per call)."""
     device = "cpu" if t.is_cpu else ("meta" if t.is_meta else t.device.type)  # is_cpu: no device object
     return {"shape": list(t.shape), "dtype": _dtype(t.dtype), "device": device}
 

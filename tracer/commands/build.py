@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     recording: Any = contextlib.nullcontext()
     if out is not None:
-        from ..recorder import trace
+        from ..session import trace
 
         meta = {"command": "build", "config": str(config.path), "device": args.device,
                 "num_layers": args.num_layers}

@@ -120,10 +120,10 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     """Run both tools on the same model and inputs and count what each one shows."""
     from ..cogvlm.build import build_model
     from ..cogvlm.config import load_config
-    from ..recorder import trace as record
     from ..render.common import HOOK_NAMES
     from ..render.hooks import render_hooks
     from ..render.modules import render_modules
+    from ..session import trace as record
 
     config = load_config(config_spec)
     os.environ.setdefault("SAT_LOG_LEVEL", "ERROR")
@@ -144,7 +144,7 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     # recordings number their events from 0: shift the second so ids and parents stay unique.
     import dataclasses
 
-    from ..trace import Trace
+    from ..schema import Trace
 
     shift = 1 + max((e.id for e in construction.events), default=-1)
     runtime_events = tuple(dataclasses.replace(e, id=e.id + shift, parent=None if e.parent is None else e.parent + shift)
