@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..trace import Event, Trace
+from ..schema import Event, Trace
 
 __all__ = ["CrossDispatch", "StepFacts", "cross_steps", "render_cross_steps"]
 
