@@ -18,7 +18,7 @@ from tracer.cogagent.facts import cross_steps, render_cross_steps
 from tracer.cogagent.model import CogAgentModel, CrossInputError
 from tracer.cogvlm import SAMPLE_IMAGE
 from tracer.cogvlm.chat import ChatResult, SamplingOptions, add_autoregressive_mixin
-from tracer.trace import Trace
+from tracer.schema import Trace
 
 CONFIG = "tiny/cogagent-chat"
 MAX_LENGTH = 278  # 273 prompt tokens (256 image slots): 5 new tokens
