@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .schema import shape_text
+
 __all__ = [
     "count_parameters",
     "describe_model",
@@ -122,7 +124,7 @@ def short(value: Any, limit: int = MAX_SHORT) -> str:
     if isinstance(value, str):
         return _clip(repr(value), limit)
     if isinstance(value, torch.Tensor):
-        return f"Tensor[{', '.join(map(str, value.shape))}] {_dtype(value.dtype)} {value.device.type}"
+        return f"Tensor{shape_text(value.shape)} {_dtype(value.dtype)} {value.device.type}"
     if isinstance(value, torch.dtype):
         return str(value)
     if isinstance(value, torch.device):

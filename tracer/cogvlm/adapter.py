@@ -49,6 +49,12 @@ class CogVLMAdapter:
 
         return load_model(spec, device=device, build_only=build_only, seed=seed)
 
+    def build_summary(self, result: BuildResult, *, seconds: float, peak_rss_mb: float) -> str:
+        """What ``cogtrace build`` prints: parameters per part, time, memory."""
+        from .summary import format_build_summary
+
+        return format_build_summary(result, seconds=seconds, peak_rss_mb=peak_rss_mb)
+
     # -- forward inputs -------------------------------------------------------------------
     def forward_inputs(self, args: argparse.Namespace, *, text_tokens: int = 16, image_device: str = "meta",
                        seed: int | None = None) -> dict[str, Any]:
@@ -145,6 +151,19 @@ class CogVLMAdapter:
                 counts = cache[id(mask)] = (vision, mask.numel() - vision)
             branch["vision_tokens"], branch["language_tokens"] = counts
         return {"branch": branch}
+
+    def forward_facts(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``{"token_layout": ...}`` from a context forward's own inputs — whoever made them
+        (our text processor or upstream's ``chat()``). Text pieces show as token ids: the
+        tokenizer is not part of a forward; ``cogtrace report`` records the real pieces."""
+        ids = kwargs.get("input_ids", args[0] if args else None)  # SAT's forward(input_ids, position_ids, ...)
+        masks = {k: kwargs.get(k) for k in ("image_embed_mask", "vision_expert_mask", "image_rope_mask")}
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] < 2 or ids.device.type == "meta":
+            return None  # a decode step (one token) or a shapes-only run
+        if not all(isinstance(m, torch.Tensor) and m.shape == ids.shape for m in masks.values()):
+            return None
+        pieces = [f"#{int(i)}" for i in ids[0].tolist()]
+        return {"token_layout": self.token_layout(ids, masks, pieces)}
 
     # -- the token layout -----------------------------------------------------------------
     def token_layout(self, input_ids: Sequence[int] | torch.Tensor, masks: Mapping[str, Any],

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..render.common import shape_of
-from ..schema import Event, ModuleNode, Trace
+from ..schema import Event, ModuleNode, Trace, shape_text
 
 __all__ = ["Architecture", "Stage", "architecture"]
 
@@ -52,7 +52,7 @@ class Architecture:
 
 
 def _fmt(shape: tuple[int, ...] | None) -> str:
-    return UNKNOWN if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+    return UNKNOWN if shape is None else shape_text(shape)
 
 
 class _Facts:

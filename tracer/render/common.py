@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..schema import Event, SourceLocation
+from ..schema import Event, SourceLocation, shape_text
 
 __all__ = [
     "HOOK_NAMES",
@@ -76,7 +76,7 @@ def _one_shape(info: Any) -> str:
     shape = shape_of(info)
     if shape is None:
         return "·"
-    text = "[" + ", ".join(str(s) for s in shape) + "]"
+    text = shape_text(shape)
     dtype = info.get("dtype", "float32") if isinstance(info, Mapping) else "float32"
     return text if dtype in ("float32", "") else f"{text} {dtype}"
 
