@@ -52,3 +52,17 @@ def test_bad_configs_are_one_line(tmp_path: Path, change: dict[str, Any], drop: 
         load_config(_write(tmp_path, change, drop))
     text = str(info.value)
     assert message in text and "\n" not in text and str(tmp_path) in text
+
+
+@pytest.mark.parametrize("command", [["build"], ["shapes"], ["chat", "--query", "hi"], ["report", "-o", "OUT"]])
+def test_cli_refuses_a_bad_cogagent_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       command: list[str]) -> None:
+    from tracer.cli import main
+
+    (tmp_path / "cfg").mkdir()
+    folder = _write(tmp_path / "cfg", {"cross_image_pix": 1000})
+    argv = [command[0], str(folder), *[str(tmp_path / "out") if a == "OUT" else a for a in command[1:]]]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "key 'cross_image_pix' = 1000: expected a multiple" in err
+    assert not (tmp_path / "out").exists()  # nothing half-written
