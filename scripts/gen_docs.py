@@ -111,8 +111,8 @@ def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]
         put(f"{name}.svg", to_svg(dot))
         put(f"{name}.png", to_png(dot))
     source = layout if layout is not None else trace
-    put("tokens.png", layout_png(source))
     tokens = views["tokens"]  # a model's own tokens view may add to the layout (CogAgent: the cross grid)
+    put("tokens.png", tokens.png(trace) if layout is None and tokens.png else layout_png(source))
     put("tokens.txt", tokens.render_text(trace, TextOptions(width=160)) if layout is None and tokens.text
         else render_layout_text(source, width=160))
     put("calls.txt", render_calls(trace, width=160, timings=False))

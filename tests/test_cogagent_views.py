@@ -3,10 +3,12 @@ a traced chat turn made the way ``cogtrace report`` makes it, and the views draw
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 import tracer
 from tracer.adapters import adapter_for_config, entry_for_config
@@ -15,6 +17,7 @@ from tracer.cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
 from tracer.cogvlm.image_processor import get_image_processor, open_image
 from tracer.cogvlm.text_processor import TextProcessor
 from tracer.cogvlm.tokenizer import tokenizer_for_config
+from tracer.cogvlm.tokens import layout_png
 from tracer.render.diagrams import to_svg
 from tracer.render.registry import views_for
 from tracer.schema import Trace
@@ -79,5 +82,7 @@ def test_views_are_cogagents(traced: dict[str, Any]) -> None:
     tokens = views["tokens"].render_text(trace)
     assert "1120x1120 px -> 80x80 grid of 14 px patches = 6400 tokens of width 32" in tokens
     assert "image_rope_mask" in tokens
+    png = views["tokens"].png(trace)  # type: ignore[misc]
+    assert Image.open(io.BytesIO(png)).height > Image.open(io.BytesIO(layout_png(trace))).height  # + the grid
     cross = views["cross"].render_text(trace)
     assert cross.count("ran -> 1x6400x32") == len(traced["result"].generated_ids)  # upstream: every step

@@ -18,7 +18,7 @@ from ..render.registry import View, has_generation
 from ..schema import Event, Trace
 from .facts import render_cross_steps
 
-__all__ = ["VIEWS", "architecture_dot", "cross_grid", "place", "render_tokens_text"]
+__all__ = ["VIEWS", "architecture_dot", "cross_grid", "place", "render_tokens_text", "tokens_png"]
 
 
 def place(path: str) -> str:
@@ -152,6 +152,51 @@ def render_tokens_text(trace: Trace, *, width: int = 140) -> str:
         f"position queries them (no mask).\n")
 
 
+GRID_PX = 320  # side of the drawn cross grid
+
+
+def tokens_png(trace: Trace) -> bytes:
+    """CogVLM's token strip (the sequence and its three masks), with the cross image's grid beneath:
+    the tokens every layer's cross-attention reads, which are never part of the sequence."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from ..render.fonts import font_for
+
+    strip = Image.open(io.BytesIO(layout_png(trace)))
+    g = cross_grid(trace)
+    if g is None:
+        return layout_png(trace)
+    pad, grid = 16, g["grid"]
+    image = Image.new("RGB", (max(strip.width, GRID_PX + 560), strip.height + GRID_PX + 3 * pad + 30), "white")
+    image.paste(strip, (0, 0))
+    draw = ImageDraw.Draw(image)
+    top = strip.height + pad
+    draw.text((pad, top), f"Cross image: {g['pixels']}x{g['pixels']} px -> {grid}x{grid} patches of {g['patch']} px "
+              f"= {g['tokens']} tokens (not in the sequence)", fill="black", font=font_for(15))
+    x0, y0, cell = pad, top + 30, GRID_PX / grid
+    draw.rectangle((x0, y0, x0 + GRID_PX, y0 + GRID_PX), fill=(253, 236, 210), outline=(179, 107, 0))
+    step = max(1, grid // 10)  # every patch row would be a solid fill at this size: one line per `step`
+    for i in range(0, grid + 1, step):
+        draw.line((x0 + i * cell, y0, x0 + i * cell, y0 + GRID_PX), fill=(214, 160, 90))
+        draw.line((x0, y0 + i * cell, x0 + GRID_PX, y0 + i * cell), fill=(214, 160, 90))
+    small = font_for(12)
+    draw.text((x0 + 2, y0 + 2), "0", fill="black", font=small)
+    draw.text((x0 + GRID_PX - 40, y0 + GRID_PX - 16), str(g["tokens"] - 1), fill="black", font=small)
+    notes = [f"token r*{grid}+c = patch at row r, column c (row-major, lines every {step} patches)",
+             f"each of the {g['tokens']} tokens: width {g['width']} after the high-res encoder (+ pos_embed)",
+             "keys/values of the cross-attention in every layer (key_value projects them)",
+             "queries: every sequence position above, text and low-res image alike (no mask)",
+             "cached generation: SAT keeps the per-layer keys/values (mem_cross);",
+             "upstream still re-runs the encoder at every step (see the 'cross' view)"]
+    for k, note in enumerate(notes):
+        draw.text((x0 + GRID_PX + 24, y0 + 10 + k * 22), note, fill=(70, 70, 70), font=small)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 _GENERIC = {**COGVLM_VIEWS}
 
 VIEWS: dict[str, View] = {
@@ -160,7 +205,7 @@ VIEWS: dict[str, View] = {
         "sequence, the 1120 px copy through EVA2-CLIP-L into every layer's cross-attention"), dot=architecture_dot),
     "modules": replace(_GENERIC["modules"], dot=lambda t: modules_dot(t, place=place)),
     "tokens": View("tokens", "the input sequence with CogVLM's three masks, and the cross image's token grid",
-                   text=lambda t, o: render_tokens_text(t, width=o.width), png=layout_png,
+                   text=lambda t, o: render_tokens_text(t, width=o.width), png=tokens_png,
                    available=lambda t: bool(t.meta.get("token_layout")), errors=(LayoutError,)),
     "cross": View("cross", "the high-resolution branch per generation step: did the encoder run, where the "
                   "cross-attention's keys/values came from", text=lambda t, o: render_cross_steps(t),
