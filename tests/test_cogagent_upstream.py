@@ -49,3 +49,19 @@ def test_our_cogagent_equals_upstream_code(tmp_path: Path) -> None:
     assert facts["bit_identical"], facts["max_abs_difference"]
     assert facts["cross_dispatches"] == [(0, "default"), (1, "default")] and facts["encoder_runs"] == 1
     assert (tmp_path / "trace.json").is_file()
+
+
+@pytest.mark.skipif(HAS_TIMM, reason="a real timm is installed: the stand-in is not used")
+def test_run_cpu_provides_timm_and_names_it(tmp_path: Path) -> None:
+    from tracer.cli import main
+    from tracer.schema import Trace
+
+    script = tmp_path / "uses_timm.py"
+    script.write_text("from timm.models.layers import drop_path, to_2tuple, trunc_normal_\n"
+                      "assert to_2tuple(1120) == (1120, 1120)\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--cpu", "-o", str(out), str(script)]) == 0
+    with open(out / "trace.json", encoding="utf-8") as f:
+        trace = Trace.load(f)
+    assert any(s.startswith("timm:") for s in trace.meta["cpu_substitutions"])
+    assert "timm" not in sys.modules  # gone after the run
