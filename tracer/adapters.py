@@ -122,13 +122,23 @@ def resolve_config(spec: str | Path) -> Path:
                     f"or a shipped name such as tiny/cogvlm-grounding-generalist)")
 
 
+# A model config is a few levels deep; far deeper is a hostile file (configs of every model).
+MAX_CONFIG_NESTING = 16
+
+
 def config_model_class(spec: str | Path) -> str:
     """The ``model_class`` a config names (SAT's ``AutoModel`` key); '' when it names none."""
     path = resolve_config(spec)
+    from .jsonlimits import NestingError, loads_bounded
+
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise UserError(f"{path}: not a readable JSON config ({type(e).__name__}: {e})") from None
+        values = loads_bounded(path.read_text(encoding="utf-8"), MAX_CONFIG_NESTING)
+    except NestingError as e:
+        raise UserError(f"{path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")
     return str(values.get("model_class") or "")
@@ -141,7 +151,8 @@ def entry_for_config(spec: str | Path) -> AdapterEntry:
     entry = entry_for_classes([name]) if name else REGISTRY[0]
     if entry is None:
         known = sorted(c for e in REGISTRY for c in e.model_classes)
-        raise UnknownModel(f"{resolve_config(spec)}: model_class {name!r} has no adapter here; expected one of {known}")
+        raise UnknownModel(f"{resolve_config(spec)}: key 'model_class' = {name!r} has no adapter here; "
+                           f"expected one of {known}")
     return entry
 
 

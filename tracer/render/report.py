@@ -40,15 +40,18 @@ header h1 { margin: 0 0 4px; font-size: 22px; }
 header .facts { color: #cfd9e4; font-size: 13px; }
 nav { position: sticky; top: 0; background: #fff; border-bottom: 1px solid var(--line); padding: 8px 28px; z-index: 2; }
 nav a { margin-right: 16px; color: var(--accent); text-decoration: none; font-weight: 600; }
-main { padding: 8px 28px 40px; max-width: 1500px; }
+main { padding: 8px 28px 40px; max-width: 1920px; }
+section { min-width: 0; }
 section { margin-top: 26px; }
 h2 { font-size: 18px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
 p.note { color: var(--muted); margin: 4px 0 10px; }
 figure { margin: 8px 0; overflow-x: auto; background: #fff; border: 1px solid var(--line); padding: 8px; }
 figure img { max-width: 100%; height: auto; display: block; }
 figure.wide img { max-width: none; }
-table { border-collapse: collapse; background: #fff; font-size: 13px; }
-th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; display: block; max-width: 100%;
+        overflow-x: auto; }
+th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top;
+         overflow-wrap: break-word; }
 th { background: #eef2f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.shape { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; white-space: nowrap; }
