@@ -151,6 +151,7 @@ def test_a_wrapper_call_aligns_its_children() -> None:
     only_b = [d.key for d in diff.of("construction") if d.kind == "only_b"]
     assert only_b == ["get_model / CogVLMModel.__init__", "get_model / CogVLMModel.__init__ / BaseModel.del_mixin('mlp')",
                       "get_model / CogVLMModel.__init__ / BaseModel.add_mixin('mlp')"]
+    assert diff.of("construction")[-1].b == "BaseModel.add_mixin('mlp', LlamaVisionExpertFCMixin) +60 params"
     assert not [d for d in diff.of("construction") if d.kind == "changed"]  # the LLaMA part is identical
 
 

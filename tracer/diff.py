@@ -307,7 +307,10 @@ class _Aligner:
         self.pairs.append(CallPair(depth, key, a, b, label if a is not None else "", label if b is not None else ""))
         if top:
             inside = _count(node) - 1
-            text = label + (f" (+{inside} call{'s' if inside > 1 else ''} inside)" if inside else "")
+            before, after = node.event.data.get("params_before"), node.event.data.get("params_after")
+            delta = f" {after - before:+,} params" if isinstance(before, int) and isinstance(after, int) \
+                and after != before else ""
+            text = label + delta + (f" (+{inside} call{'s' if inside > 1 else ''} inside)" if inside else "")
             self.differences.append(Difference("construction", key, "", text if a is not None else None,
                                                text if b is not None else None, side))
         _number(node.children)
