@@ -23,7 +23,7 @@ What is compared, section by section (:data:`SECTIONS`):
 ``tokens``        the input layout (pieces, the three masks, position ids)
 
 Volatile fields never count as differences: event ids and times, object addresses
-(``0x7f…``), and absolute paths (a path is compared by what follows ``site-packages/``, else
+(``0x7f…``), the libraries' log lines (``meta.library_log``), and absolute paths (a path is compared by what follows ``site-packages/``, else
 by its file name; a recorded source file in this package by its path from ``tracer/``).
 """
 
@@ -43,8 +43,10 @@ __all__ = ["SECTIONS", "CallPair", "Difference", "StepPair", "TraceDiff", "diff_
 SECTIONS = ("meta", "construction", "hooks", "modules", "shapes", "generation", "tokens")
 Kind = Literal["changed", "only_a", "only_b"]
 
-# meta keys compared in another section (the token layout, the pieces of sampled tokens).
-_META_ELSEWHERE = frozenset({"token_layout", "token_pieces"})
+# meta keys compared in another section (the token layout, the pieces of sampled tokens), or
+# volatile: the libraries' log lines depend on what the process ran before (SAT and DeepSpeed
+# print their import-time notes once per process).
+_META_ELSEWHERE = frozenset({"token_layout", "token_pieces", "library_log"})
 # Construction data that cascades from earlier calls: compared through derived fields instead
 # (param_delta, hook_changes), so one added mixin is one difference, not one per later call.
 _CALL_SKIP = frozenset({"function", "params_before", "params_after", "hooks_before", "hooks_after"})

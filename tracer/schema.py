@@ -39,6 +39,9 @@ __all__ = [
 SCHEMA_VERSION = 1
 Category = Literal["construction", "module", "hook", "generation"]
 CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generation")
+# Deepest nesting a trace.json may have: its own structure is ~6 levels (events, data, inputs,
+# shape); far deeper is a hostile or broken file, refused before a renderer recurses into it.
+MAX_NESTING = 64
 
 
 # One encoder for every item: json.dumps(..., ensure_ascii=False) builds a new one per call.
@@ -232,8 +235,12 @@ class Trace:
 
     @classmethod
     def load(cls, stream: TextIO) -> Trace:
+        from .jsonlimits import NestingError, loads_bounded
+
         try:
-            raw = json.load(stream)
+            raw = loads_bounded(stream.read(), MAX_NESTING)
         except json.JSONDecodeError as e:
             raise SchemaError(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        except NestingError as e:
+            raise SchemaError(str(e)) from e
         return cls.from_json(raw)
