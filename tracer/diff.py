@@ -23,8 +23,9 @@ What is compared, section by section (:data:`SECTIONS`):
 ``tokens``        the input layout (pieces, the three masks, position ids)
 
 Volatile fields never count as differences: event ids and times, object addresses
-(``0x7f…``), the libraries' log lines (``meta.library_log``), and absolute paths (a path is compared by what follows ``site-packages/``, else
-by its file name; a recorded source file in this package by its path from ``tracer/``).
+(``0x7f…``), the libraries' log lines (``meta.library_log``), and absolute paths (a path is
+compared by what follows ``site-packages/``, else by its file name; a recorded source file in
+this package by its path from ``tracer/``).
 """
 
 from __future__ import annotations
