@@ -151,6 +151,7 @@ def test_a_wrapper_call_aligns_its_children() -> None:
     only_b = [d.key for d in diff.of("construction") if d.kind == "only_b"]
     assert only_b == ["get_model / CogVLMModel.__init__", "get_model / CogVLMModel.__init__ / BaseModel.del_mixin('mlp')",
                       "get_model / CogVLMModel.__init__ / BaseModel.add_mixin('mlp')"]
+    assert diff.of("construction")[-1].b == "BaseModel.add_mixin('mlp', LlamaVisionExpertFCMixin) +60 params"
     assert not [d for d in diff.of("construction") if d.kind == "changed"]  # the LLaMA part is identical
 
 
@@ -186,7 +187,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert not out.exists()  # nothing half-written
 
 
-def test_diff_modules_import_no_torch() -> None:
+def test_diff_and_explorer_import_no_torch() -> None:
     code = f"""
 import json, sys
 from tracer.schema import Trace
@@ -196,6 +197,8 @@ from tracer.render.explorer import render_diff_html
 a = Trace.load(open({str(CHAT)!r}, encoding="utf-8")); b = Trace.load(open({str(GROUNDING)!r}, encoding="utf-8"))
 render_diff_text(diff_traces(a, b))
 render_diff_html(diff_traces(a, b), a, b)
+from tracer.render.explorer import render_explorer
+render_explorer(b)  # the report page, diagrams included (dot runs as a program)
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "sat", "deepspeed"))))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

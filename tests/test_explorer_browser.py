@@ -149,6 +149,13 @@ def test_diagram_fits_1280_and_links_to_rows(page: Page, tmp_path: Path) -> None
     page.click("#node-under-test")
     title = page.evaluate("document.querySelector('#calls .diagram g.node.linked title').textContent")
     assert page.evaluate("document.querySelector('.row.selected').dataset.order") == title.lstrip("c")
+    # a module-diagram node (inside a folded layer group) selects its module row, unfolding the group
+    page.evaluate("Array.from(document.querySelectorAll('#modules .diagram g.node')).find(g => "
+                  "(g.querySelector('a') || {getAttribute: () => ''}).getAttribute('xlink:title') === "
+                  "'transformer.layers.0.mlp').id = 'module-node-under-test'")
+    page.click("#module-node-under-test")
+    assert page.evaluate("document.querySelector('.row.selected').dataset.path") == "transformer.layers.0.mlp"
+    assert page.evaluate("document.querySelector('.row.selected').offsetParent !== null")
 
 
 def test_token_hover_and_print_view(page: Page) -> None:

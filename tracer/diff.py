@@ -23,8 +23,9 @@ What is compared, section by section (:data:`SECTIONS`):
 ``tokens``        the input layout (pieces, the three masks, position ids)
 
 Volatile fields never count as differences: event ids and times, object addresses
-(``0x7f…``), and absolute paths (a path is compared by what follows ``site-packages/``, else
-by its file name; a recorded source file in this package by its path from ``tracer/``).
+(``0x7f…``), the libraries' log lines (``meta.library_log``), and absolute paths (a path is
+compared by what follows ``site-packages/``, else by its file name; a recorded source file in
+this package by its path from ``tracer/``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ SECTIONS = ("meta", "construction", "hooks", "modules", "shapes", "generation", 
 Kind = Literal["changed", "only_a", "only_b"]
 
 # meta keys compared in another section (the token layout, the pieces of sampled tokens), or
-# volatile: what libraries logged depends on what the process had imported before.
+# volatile: the libraries' log lines depend on what the process ran before (SAT and DeepSpeed
+# print their import-time notes once per process).
 _META_ELSEWHERE = frozenset({"token_layout", "token_pieces", "library_log"})
 # Construction data that cascades from earlier calls: compared through derived fields instead
 # (param_delta, hook_changes), so one added mixin is one difference, not one per later call.
@@ -308,7 +310,10 @@ class _Aligner:
         self.pairs.append(CallPair(depth, key, a, b, label if a is not None else "", label if b is not None else ""))
         if top:
             inside = _count(node) - 1
-            text = label + (f" (+{inside} call{'s' if inside > 1 else ''} inside)" if inside else "")
+            before, after = node.event.data.get("params_before"), node.event.data.get("params_after")
+            delta = f" {after - before:+,} params" if isinstance(before, int) and isinstance(after, int) \
+                and after != before else ""
+            text = label + delta + (f" (+{inside} call{'s' if inside > 1 else ''} inside)" if inside else "")
             self.differences.append(Difference("construction", key, "", text if a is not None else None,
                                                text if b is not None else None, side))
         _number(node.children)

@@ -262,6 +262,8 @@
     const order = /^c(\d+)$/.exec(title);
     if (order) row = $(`.row[data-order="${order[1]}"]`);
     if (!row && tip) row = $(`.row[data-path="${CSS.escape(tip)}"]`) || $(`.row[data-path="${CSS.escape(tip.split(/[\s\n]/)[0])}"]`);
+    const root = $("#moduletree > li > .row");  // the root module's diagram node is named by its class
+    if (!row && tip && root && $(".name", root).textContent === tip) row = root;
     if (!row) {  // the first module path the node's text names, else search its first line
       const text = $$("text", g).map((t) => t.textContent).join(" ");
       for (const word of text.split(/[\s(),]+/)) {

@@ -609,7 +609,7 @@ def render_diff_html(diff: TraceDiff, a: Trace, b: Trace, *, links: bool = True)
         else:
             run.append(row)
     flush()
-    calls = ('<table class="filterable" style="width:100%"><thead><tr><th>A</th><th>B</th></tr></thead>'
+    calls = ('<table class="filterable full"><thead><tr><th>A</th><th>B</th></tr></thead>'
              + "".join(bodies) + "</table>") if diff.calls else '<p class="note">No construction events.</p>'
     sections.append(("construction", "Construction calls",
                      '<p class="note">Aligned by their place in the call tree; a call one side wraps around '
