@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     options = trace_options(args)
     out = check_output(args.output or DEFAULT_OUTPUT)
 
+    from ..parallel.cli import rank_output, rank_run
     from ..recorder import trace
 
     script = script.resolve()
+    out, rank_meta = rank_output(out)  # under torchrun: OUT/rank<r>/, merged by `cogtrace merge OUT`
     handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
-                              "cpu_shims": bool(args.cpu)}, **options)
+                              "cpu_shims": bool(args.cpu), **rank_meta}, **options)
     shims: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if args.cpu:
         from ..cogvlm.upstream import upstream_on_cpu
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sys.argv = [str(args.script), *args.script_args]
         sys.path.insert(0, str(script.parent))
-        with shims, handle:
+        with shims, handle, rank_run(handle):
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
         code = _exit_code(e.code)

@@ -66,24 +66,22 @@ def check_world_size(values: Mapping[str, Any], world_size: int) -> None:
                             f"model parallelism")
 
 
-def expected_rows(module: nn.Module, world_size: int) -> tuple[int, int] | None:
+def expected_rows(module: Any, world_size: int) -> tuple[int, int] | None:
     """(local, full) size of the split dimension of a parallel layer at ``world_size``, or None."""
     from .cpu_split import PARALLEL_LAYERS
 
     if not isinstance(module, PARALLEL_LAYERS):
         return None
     name = type(module).__name__
-    if name == "VocabParallelEmbedding":
-        full = int(module.num_embeddings)
-    elif name == "ColumnParallelLinear":
-        full = int(module.output_size)
-    else:  # RowParallelLinear splits its input dimension
-        full = int(module.input_size)
+    # VocabParallelEmbedding: vocabulary rows; ColumnParallelLinear: output rows; RowParallelLinear: input columns.
+    attr = {"VocabParallelEmbedding": "num_embeddings", "ColumnParallelLinear": "output_size"}.get(name, "input_size")
+    full = int(getattr(module, attr))
     return full // world_size, full
 
 
 def check_partition(model: nn.Module, world_size: int, rank: int = 0) -> None:
     """Refuse a model whose parallel layers hold slices of another world size (a stale rank)."""
+    module: Any
     for path, module in model.named_modules():
         sizes = expected_rows(module, world_size)
         if sizes is None:

@@ -32,11 +32,11 @@ import torch
 
 from ..patching import PatchSet
 from ..recorder import Recorder
-from ..trace import SourceLocation
+from ..trace import Category, SourceLocation
 
 __all__ = ["CATEGORY", "DIST_OPS", "MPU_OPS", "record_collectives"]
 
-CATEGORY = "collective"
+CATEGORY: Category = "collective"
 DIST_OPS = ("all_reduce", "all_gather", "broadcast", "broadcast_object_list", "all_gather_object", "gather",
             "send", "recv", "barrier")
 MPU_OPS = {"_reduce": "mpu.reduce", "_gather": "mpu.gather", "_split": "mpu.split"}

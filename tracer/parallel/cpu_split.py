@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,8 +57,9 @@ def split_model_rank0_cpu(model: nn.Module, model_full: nn.Module, use_node_grou
             else:  # SAT: torch.distributed.send(piece.cuda(), src + i)
                 torch.distributed.send(piece.contiguous(), src + i)
 
-    def walk(new: nn.Module, full: nn.Module) -> None:
-        for (_, new_child), (_, full_child) in zip(new.named_children(), full.named_children(), strict=True):
+    def walk(new: Any, full: Any) -> None:
+        for (_, child), (_, full_child) in zip(new.named_children(), full.named_children(), strict=True):
+            new_child: Any = child  # SAT's parallel layers: .weight / .bias tensors
             if isinstance(full_child, PARALLEL_LAYERS):
                 weights, biases = full_child.partition()  # type: ignore[operator]
                 send_slices(new_child.weight, weights)

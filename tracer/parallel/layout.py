@@ -21,7 +21,7 @@ from torch import nn
 __all__ = ["parallel_layout"]
 
 
-def _held(kind: str, module: nn.Module, full: int, rank: int, world_size: int) -> list[list[int]]:
+def _held(kind: str, module: Any, full: int, rank: int, world_size: int) -> list[list[int]]:
     """[start, end) ranges of the split dimension this rank holds."""
     if kind == "VocabParallelEmbedding":
         return [[int(module.vocab_start_index), int(module.vocab_end_index)]]
@@ -48,8 +48,9 @@ def parallel_layout(model: nn.Module, rank: int, world_size: int) -> dict[str, A
     replicated_params = 0
     replicated_bytes = 0
     seen: set[int] = set()
-    for path, module in model.named_modules():
-        if isinstance(module, PARALLEL_LAYERS):
+    for path, child in model.named_modules():
+        if isinstance(child, PARALLEL_LAYERS):
+            module: Any = child  # SAT's parallel layers: weight, bias, stride, vocab range
             kind = type(module).__name__
             weight = module.weight
             dim = 1 if kind == "RowParallelLinear" else 0
