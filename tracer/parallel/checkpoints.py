@@ -50,6 +50,10 @@ __all__ = ["ensure_weights", "load_parallel", "merge_parallel", "rank_file", "sa
            "world"]
 
 
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                  "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def world() -> tuple[int, int]:
     """(rank, world size) from torchrun's environment."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -85,9 +89,9 @@ def ensure_weights(config: ModelConfig, seed: int = DEFAULT_SEED) -> Path:
         return config.directory
     target = _cache_dir(config, seed)
     if not (target / TRACKER_FILE).is_file():
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                            "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+        # Without torchrun's variables: with them (TORCHELASTIC_USE_AGENT_STORE above all) the
+        # child's process group would wait for the job's rendezvous store forever.
+        env = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS and not k.startswith("TORCHELASTIC_")}
         code = ("import sys; from tracer.cogvlm.config import load_config; "
                 "from tracer.cogvlm.checkpoint import generated_checkpoint; "
                 "generated_checkpoint(load_config(sys.argv[1]), int(sys.argv[2]))")

@@ -63,11 +63,11 @@ def _group_size(group: Any) -> int | None:
         return None
 
 
-def _describe_call(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Facts known before the call: the tensors handed in, peer, group size."""
+def _describe_call(op: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Facts known before the call: the tensors handed in, peer, group size. ``func`` is the
+    original (its signature names the arguments; the module attribute is our wrapper now)."""
     import inspect
 
-    func = getattr(torch.distributed, op)
     try:
         bound = inspect.signature(func).bind_partial(*args, **kwargs).arguments
     except TypeError:
@@ -100,7 +100,7 @@ def _dist_wrapper(recorder: Recorder, op: str, original: Callable[..., Any]) -> 
         if not recorder.recording():
             return original(*args, **kwargs)
         try:
-            data = _describe_call(op, args, kwargs)
+            data = _describe_call(op, original, args, kwargs)
         except Exception as e:  # noqa: BLE001 - never let the summary break the call
             data = {"op": op, "trace_error": f"{type(e).__name__}: {e}"}
         token, record = recorder.begin(CATEGORY, op, data, SourceLocation.of_frame(sys._getframe(1)))

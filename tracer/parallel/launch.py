@@ -78,8 +78,10 @@ def _failure_line(log: str, code: int) -> str:
     own = [line.split("cogtrace: error: ", 1)[1] for line in log.splitlines() if "cogtrace: error: " in line]
     if own:
         return own[0]
-    rank = re.search(r"rank\s*:\s*(\d+)\s*\(local_rank", log)
-    exit_code = re.search(r"exitcode\s*:\s*(-?\d+)", log)
+    # torchrun's summary lists the first failure under "Root Cause"; the ranks it stopped come before.
+    cause = log[log.rfind("Root Cause"):] if "Root Cause" in log else log
+    rank = re.search(r"rank\s*:\s*(\d+)\s*\(local_rank", cause)
+    exit_code = re.search(r"exitcode\s*:\s*(-?\d+)", cause)
     error = re.findall(r"^(\w+(?:Error|Exception)): (.+)$", log, flags=re.MULTILINE)
     what = f"rank {rank.group(1)} failed" if rank else "a rank failed"
     if exit_code:
