@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,8 +213,13 @@ def _run(args: argparse.Namespace) -> int:
         os._exit(FAIL_EXIT)
     meta = {"command": args.command, "config": str(args.config), "job": args.job}
     jobs = {"chat": _chat, "logits": _logits_job, "roundtrip": _roundtrip}
+    started = time.perf_counter()
     with _quiet_unless(rank == 0), traced_rank(args.trace, meta) as handle:
         jobs[args.job](config, args, rank, handle)
+    seconds = time.perf_counter() - started  # the job and, when traced, writing this rank's trace
+    if args.job == "logits" and args.save is not None:  # what bench/parallel.py compares
+        timing = {"rank": rank, "world_size": size, "traced": args.trace is not None, "seconds": seconds}
+        (Path(args.save) / f"timing_rank{rank}.json").write_text(json.dumps(timing) + "\n", encoding="utf-8")
     return 0
 
 
