@@ -100,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # ----------------------------------------------------------------------------------------
     w.step(f"A real run: {opts.nproc} ranks under torchrun, traced", f"真实运行：torchrun 下 {opts.nproc} 个进程，逐 rank 追踪")
-    from tracer.commands.summary import forward_inputs
     from tracer.cogvlm.checkpoint import load_model
     from tracer.cogvlm.config import load_config
+    from tracer.commands.summary import forward_inputs
     from tracer.parallel.launch import launch
     from tracer.parallel.merge import load_rank_traces, write_merged
     from tracer.render.parallel import collective_rows
