@@ -26,7 +26,9 @@ def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--master-port", type=int, default=None, metavar="PORT",
                        help="torch.distributed rendezvous port (default: a free one)")
     group.add_argument("--timeout", type=float, default=None, metavar="S",
-                       help="stop every rank after S seconds (default 600)")
+                       help="stop every rank after S seconds (default 600; none with --debug-port)")
+    group.add_argument("--debug-port", type=int, default=None, metavar="PORT",
+                       help="rank r waits for a debugger (debugpy, e.g. VS Code's 'Attach to rank r') on PORT + r")
 
 
 def _prepare(config: Any, nproc: int, seed: int = 1234) -> None:
@@ -39,10 +41,11 @@ def _prepare(config: Any, nproc: int, seed: int = 1234) -> None:
 
 
 def _launch(job: list[str], args: argparse.Namespace, log: Path | None = None) -> int:
-    from .launch import DEFAULT_TIMEOUT, launch
+    from .launch import DEBUG_TIMEOUT, DEFAULT_TIMEOUT, launch
 
-    return launch(job, args.nproc, master_port=args.master_port,
-                  timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT, log=log)
+    timeout = args.timeout if args.timeout is not None else DEBUG_TIMEOUT if args.debug_port else DEFAULT_TIMEOUT
+    return launch(job, args.nproc, master_port=args.master_port, timeout=timeout, log=log,
+                  debug_port=args.debug_port)
 
 
 def chat_parallel(args: argparse.Namespace, config: Any) -> int:

@@ -38,6 +38,8 @@ from .checks import ParallelError
 __all__ = ["DEFAULT_TIMEOUT", "LaunchError", "check_port", "free_port", "launch"]
 
 DEFAULT_TIMEOUT = 600.0  # seconds; a tiny chat at mp=4 on 2 cores takes well under a minute
+DEBUG_TIMEOUT = 24 * 3600.0  # a person stepping through the ranks is not a hang
+DEBUG_PORT_VAR = "COGTRACE_DEBUG_PORT"  # read by tracer.parallel.worker
 KILL_GRACE = 5.0
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,8 +66,10 @@ def check_port(port: int) -> None:
                               f"torch.distributed's rendezvous (leave it out to pick one)") from e
 
 
-def _env(threads: int) -> dict[str, str]:
+def _env(threads: int, debug_port: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if debug_port is not None:
+        env[DEBUG_PORT_VAR] = str(debug_port)
     env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     # The ranks import this very copy of the package, installed or not.
@@ -103,7 +107,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def launch(job: Sequence[str], nproc: int, *, master_port: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-           threads: int = 1, log: str | Path | None = None) -> int:
+           threads: int = 1, log: str | Path | None = None, debug_port: int | None = None) -> int:
     """Run ``tracer.parallel.worker`` with ``job`` on ``nproc`` ranks; 0 on success, else raise
     :class:`LaunchError` with one line (the ranks are gone by then)."""
     if nproc < 1:
@@ -112,6 +116,9 @@ def launch(job: Sequence[str], nproc: int, *, master_port: int | None = None, ti
         master_port = free_port()
     else:
         check_port(master_port)
+    if debug_port is not None:
+        for rank in range(nproc):
+            check_port(debug_port + rank)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
            "--master_addr", "127.0.0.1", "--master_port", str(master_port), "--max_restarts", "0",
            "--monitor_interval", "0.5", "-m", "tracer.parallel.worker", *job]
@@ -119,7 +126,7 @@ def launch(job: Sequence[str], nproc: int, *, master_port: int | None = None, ti
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w+b") as err:
         # Own session: on timeout or Ctrl-C we kill torchrun and every rank, nothing orphaned.
-        proc = subprocess.Popen(cmd, env=_env(threads), stderr=err, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=_env(threads, debug_port), stderr=err, start_new_session=True)
         deadline = time.monotonic() + timeout
         try:
             code = proc.wait(max(deadline - time.monotonic(), 0.0))

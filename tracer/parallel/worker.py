@@ -186,6 +186,24 @@ def _roundtrip(config: Any, args: argparse.Namespace, rank: int, handle: Any) ->
             (work / f"stale_rank{rank}.txt").write_text(str(e) + "\n", encoding="utf-8")
 
 
+def _wait_for_debugger(rank: int) -> None:
+    """With ``COGTRACE_DEBUG_PORT`` set (``--debug-port``), rank r listens on that port + r and
+    waits until a debugger attaches (VS Code: "Attach to rank r")."""
+    import os
+
+    from .launch import DEBUG_PORT_VAR
+
+    base = os.environ.get(DEBUG_PORT_VAR)
+    if not base:
+        return
+    import debugpy
+
+    port = int(base) + rank
+    debugpy.listen(("127.0.0.1", port))
+    print(f"rank {rank}: waiting for a debugger on 127.0.0.1:{port}", flush=True)
+    debugpy.wait_for_client()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -208,6 +226,7 @@ def _run(args: argparse.Namespace) -> int:
 
     check_world_size(config.values, int(os.environ.get("WORLD_SIZE", 1)))
     rank, size = init_distributed()
+    _wait_for_debugger(rank)
     if args.fail_rank is not None and rank == args.fail_rank:
         print(f"rank {rank}: exiting with status {FAIL_EXIT} as asked (--fail-rank)", file=sys.stderr, flush=True)
         os._exit(FAIL_EXIT)
