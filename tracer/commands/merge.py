@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..files import write_atomic
+    from ..parallel.cli import _collectives_svg
     from ..parallel.merge import load_rank_traces, write_merged
     from ..render.parallel import render_parallel_html, render_parallel_text
 
@@ -26,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     merged = write_merged(out)
     write_atomic(out / "parallel.txt", render_parallel_text(traces))
     page = write_atomic(out / "report.html", render_parallel_html(
-        traces, links={"merged Chrome/Perfetto trace": merged.name}))
+        traces, diagram_svg=_collectives_svg(traces[0], out), links={"merged Chrome/Perfetto trace": merged.name}))
     print(f"{len(traces)} ranks merged: {merged}; report: {page}")
     return 0

@@ -92,11 +92,32 @@ def report_parallel(args: argparse.Namespace, config: Any, out: Path, query: str
     write_atomic(out / "memory.json", json.dumps(memory, indent=1) + "\n")
     write_atomic(out / "parallel.txt", render_parallel_text(traces, memory))
     page = write_atomic(out / "report.html", render_parallel_html(
-        traces, memory, links={"merged Chrome/Perfetto trace": merged.name,
-                               **{f"rank {r} trace": f"rank{r}/trace.json" for r in range(len(traces))}}))
+        traces, memory, diagram_svg=_collectives_svg(traces[0], out),
+        links={"merged Chrome/Perfetto trace": merged.name,
+               **{f"rank {r} trace": f"rank{r}/trace.json" for r in range(len(traces))}}))
     collectives = sum(1 for t in traces for _ in t.of("collective"))
     print(f"{len(traces)} ranks traced ({collectives} collectives); merged trace: {merged}; report: {page}")
     return 0
+
+
+def _collectives_svg(trace: Any, out: Path) -> str | None:
+    """``collectives.dot`` / ``.svg`` in ``out``; the SVG text for the report (None without Graphviz)."""
+    import sys
+
+    from ..files import write_atomic
+    from ..render.diagrams import GraphvizMissing, to_svg
+    from ..render.parallel import collectives_dot
+
+    dot = collectives_dot(trace)
+    write_atomic(out / "collectives.dot", dot)
+    try:
+        svg = to_svg(dot)
+    except GraphvizMissing as e:
+        print(f"note: diagram skipped: {e}", file=sys.stderr)
+        return None
+    write_atomic(out / "collectives.svg", svg)
+    text = svg.decode("utf-8")
+    return text[text.find("<svg"):]  # inline: without the XML prolog and DOCTYPE
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..trace import Event, Trace
 
-__all__ = ["CollectiveRow", "collective_rows", "hook_counts", "render_parallel_html", "render_parallel_text",
-           "who_holds_what_svg"]
+__all__ = ["CollectiveRow", "collective_rows", "collectives_dot", "hook_counts", "render_parallel_html",
+           "render_parallel_text", "who_holds_what_svg"]
 
 RANK_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
 _LAYER_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
@@ -75,6 +75,31 @@ def collective_rows(trace: Trace) -> list[CollectiveRow]:
         example.setdefault(key, _shape_text(e))
     return [CollectiveRow(layer, op, count[(layer, op)], size[(layer, op)], example[(layer, op)])
             for layer, op in sorted(count)]
+
+
+def collectives_dot(trace: Trace) -> str:
+    """The forward's layer roles in the order they first ran, each with the collectives it adds
+    (calls over the whole run, one example shape, bytes on this rank): the architecture as the ranks see it."""
+    from .diagrams import _edge, _graph, _node
+
+    rows = collective_rows(trace)
+    by_layer: dict[str, list[CollectiveRow]] = defaultdict(list)
+    for row in rows:
+        if row.layer:
+            by_layer[row.layer].append(row)
+    order: list[str] = []
+    for e in trace.of("module"):
+        role = _fold(str(e.data.get("path") or ""))
+        if role in by_layer and role not in order:
+            order.append(role)
+    lines = []
+    for i, role in enumerate(order):
+        ops = "\n".join(f"{r.op} x{r.count} ({r.shapes}, {r.bytes:,} B)" for r in by_layer[role])
+        lines.append(_node(f"n{i}", f"{role}\n{ops}", fillcolor="#fde9c9"))
+        if i:
+            lines.append(_edge(f"n{i - 1}", f"n{i}"))
+    rank = trace.meta.get("rank", 0)
+    return _graph("collectives", lines, extra=f' label="collectives per layer, rank {rank}" labelloc=t')
 
 
 def hook_counts(traces: Sequence[Trace]) -> dict[str, list[int]]:
@@ -209,7 +234,7 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_parallel_html(traces: Sequence[Trace], memory: Sequence[Mapping[str, Any]] = (), *,
-                         links: Mapping[str, str] | None = None) -> str:
+                         links: Mapping[str, str] | None = None, diagram_svg: str | None = None) -> str:
     """One self-contained page: summary, who holds what (picture and table), collectives per layer
     per rank, hooks per rank, memory per rank."""
     world = len(traces)
@@ -228,6 +253,8 @@ def render_parallel_html(traces: Sequence[Trace], memory: Sequence[Mapping[str, 
               _html_table(["weight", "class", "full", "dim", *[f"rank {r}" for r in range(world)]],
                           who_holds_what_rows(traces)),
               "<h2 id='collectives'>Collectives per layer</h2>"]
+    if diagram_svg:
+        parts.append(f"<figure>{diagram_svg}</figure>")
     for rank, trace in enumerate(traces):
         rows = [[r.layer or "(outside forwards)", r.op, str(r.count), f"{r.bytes:,}", r.shapes]
                 for r in collective_rows(trace)]
