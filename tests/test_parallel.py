@@ -191,15 +191,53 @@ def test_who_holds_what(roundtrip: Path) -> None:
 # Commands and failure modes
 
 
-def test_chat_nproc2_answers_as_one_process(cache: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """Greedy (top_k 1) answers: the same words at mp=2 as in one process; rank 0 alone prints."""
-    common = [CONFIG, "--query", QUERY, "--max-length", "280"]
-    assert main(["chat", *common, "--output", str(tmp_path / "one.png")]) == 0
+def _max_length(new_tokens: int) -> int:
+    """What ``cogtrace report`` uses: the prompt's length plus the tokens to generate."""
+    from tracer.cogvlm.config import load_config
+    from tracer.cogvlm.text_processor import TextProcessor
+    from tracer.cogvlm.tokenizer import choose_version, tokenizer_for_config
+
+    config = load_config(CONFIG)
+    version = choose_version(None, config.values, config.name)
+    processor = TextProcessor(tokenizer_for_config(config.values, None, version), 1 << 30,
+                              int(config.values["image_length"]))
+    return len(processor.token_ids(processor.history_to_prompt(QUERY))[0]) + new_tokens
+
+
+def test_report_nproc2_answers_as_one_process(cache: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Greedy (top_k 1): the same answer at mp=2 as in one process; one merged trace and one report."""
+    length = _max_length(8)
+    assert main(["chat", CONFIG, "--query", QUERY, "--max-length", str(length), "--output",
+                 str(tmp_path / "one.png")]) == 0
     one = [line for line in capfd.readouterr().out.splitlines() if line.startswith("Model:")]
-    assert main(["chat", *common, "--nproc", "2", "--output", str(tmp_path / "two.png")]) == 0
+    out = tmp_path / "mp2"
+    assert main(["report", CONFIG, "--query", QUERY, "--max-new-tokens", "8", "--nproc", "2", "-o", str(out)]) == 0
     two = [line for line in capfd.readouterr().out.splitlines() if line.startswith("Model:")]
-    assert len(one) == 1 and two == one
-    assert (tmp_path / "two.png").is_file()
+    assert len(one) == 1 and two == one  # printed once, by rank 0
+    traces = _traces(out)
+    broadcasts = [e.data["objects"] for e in traces[1].of("collective") if e.name == "broadcast_object_list"]
+    assert any(QUERY in text for text in broadcasts)  # rank 1 got the query from rank 0, as cli_demo does
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for section in ("Who holds what", "Collectives per layer", "Hook dispatches per rank", "Memory per rank"):
+        assert section in page
+    assert "<svg" in page and (out / "collectives.svg").is_file() and (out / "output.png").is_file()
+    memory = json.loads((out / "memory.json").read_text())[0]
+    assert memory["name"] == "cogvlm-base-224" and [r["model_parallel_size"] for r in memory["rows"]] == [1, 2, 4, 8]
+
+
+def test_memory_per_rank_of_the_full_model(cache: Path) -> None:
+    from tracer.parallel.memory import memory_table
+
+    table = memory_table("full/cogvlm-chat-v1.1")
+    rows = {r["model_parallel_size"]: r for r in table["rows"]}
+    assert rows[1]["parameters_per_rank"] == table["parameters"] == 17_639_685_376
+    split = table["parameters"] - table["replicated"]
+    for size, row in rows.items():
+        assert row["parameters_per_rank"] == table["replicated"] + split // size
+        assert row["weights_bytes"]["bf16"] == 2 * row["parameters_per_rank"] == row["weights_bytes"]["fp32"] // 2
+        assert row["kv_cache_bytes_per_token"]["bf16"] == 2 * 2 * 32 * 4096 // size  # K and V, 32 layers, bf16
+        assert row["refused"] is None
+    assert rows[2]["weights_bytes"]["bf16"] < 24 * 2**30 < rows[1]["weights_bytes"]["bf16"]  # two 24 GB cards
 
 
 def test_world_size_not_dividing_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
