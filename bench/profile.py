@@ -115,7 +115,7 @@ def encoding_costs(trace_dir: Path, repeats: int = 5) -> dict[str, float]:
     import json
 
     from tracer.export import write_chrome, write_json
-    from tracer.trace import Trace
+    from tracer.schema import Trace
 
     def best(fn: Any) -> float:
         times = []

@@ -71,21 +71,10 @@ def import_upstream(checkout: Path) -> type:
 
 
 def _inputs(config: Any) -> dict[str, Any]:
-    from PIL import Image
+    """The context forward of one chat turn on the sample picture, from the CogVLM adapter's builder."""
+    from tracer.cogvlm.adapter import ADAPTER
 
-    from tracer.cogvlm import SAMPLE_IMAGE
-    from tracer.cogvlm.image_processor import get_image_processor
-    from tracer.cogvlm.text_processor import TextProcessor
-    from tracer.cogvlm.tokenizer import tokenizer_for_config
-
-    tokenizer = tokenizer_for_config(config.values, None, "base")
-    text = TextProcessor(tokenizer, 512, int(config.values["image_length"]))
-    image = Image.open(SAMPLE_IMAGE).convert("RGB")
-    inputs: dict[str, Any] = dict(text(text.history_to_prompt(QUERY)))
-    ids = inputs["input_ids"][0]
-    _, mask, positions = text.get_func(ids, **{k: v for k, v in inputs.items() if k != "input_ids"})(ids)
-    vision = {f"vision_{k}": v for k, v in get_image_processor(config.eva["image_size"])(image).items()}
-    return {**inputs, "attention_mask": mask, "position_ids": positions, **vision}
+    return ADAPTER.prompt_inputs(config, QUERY, max_length=512)
 
 
 def compare(checkout: Path, out_dir: Path | None) -> dict[str, Any]:

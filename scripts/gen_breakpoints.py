@@ -110,7 +110,7 @@ SECTIONS: list[tuple[str, str, list[Target]]] = [
                "vision/language expert FFN", "视觉/语言专家 FFN"),
         Target("sat.model.official.eva_clip_model:NewLayerForward.layer_forward", None,
                "EVA's post-norm layer", "EVA 的后归一化层"),
-        Target("tracer.cogvlm.rotary:_any_device_forward", "q_out = apply_rotary_torch(",
+        Target("tracer.rotary:_any_device_forward", "q_out = apply_rotary_torch(",
                "rotary: Triton on CUDA, torch on CPU", "旋转编码：CUDA 上用 Triton，CPU 上用 torch"),
     ]),
 ]
@@ -252,9 +252,9 @@ def render(sections: list[tuple[str, str, list[Location]]], counts: Counter[Code
     out += [
         "Notes · 说明",
         "",
-        "- On a CPU the rotary embedding goes through `tracer/cogvlm/rotary.py` (`_any_device_forward`), not "
+        "- On a CPU the rotary embedding goes through `tracer/rotary.py` (`_any_device_forward`), not "
         "SAT's Triton kernel; on CUDA it calls SAT's `FastRotaryEmbedding.forward`. "
-        "CPU 上旋转位置编码走 `tracer/cogvlm/rotary.py`，而不是 SAT 的 Triton 内核。",
+        "CPU 上旋转位置编码走 `tracer/rotary.py`，而不是 SAT 的 Triton 内核。",
         "- `tracer/cogvlm/*` mirrors upstream CogVLM's `models/cogvlm_model.py`, `utils/utils/language.py` and "
         "`utils/utils/chat.py`: the same breakpoints apply to upstream's files. "
         "`tracer/cogvlm/*` 与上游 CogVLM 的对应文件结构一致，断点位置可以对照使用。",

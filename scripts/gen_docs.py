@@ -28,7 +28,6 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +67,23 @@ def load_trace(path: Path) -> Any:
 
 def tiny_layout(image_length: int) -> dict[str, list[Any]]:
     """``meta['token_layout']`` for QUERY with the tiny tokenizer and ``image_length`` slots."""
+    from tracer.cogvlm.adapter import ADAPTER
     from tracer.cogvlm.text_processor import TextProcessor
     from tracer.cogvlm.tokenizer import load_tokenizer
-    from tracer.commands.report import token_layout
 
     processor = TextProcessor(load_tokenizer(None, "base"), max_length=4096, image_length=image_length)
-    return token_layout(processor, processor.history_to_prompt(QUERY))
+    return ADAPTER.prompt_layout(processor, processor.history_to_prompt(QUERY))
 
 
 def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]:
     """The diagrams and text views of ``trace`` into ``dest`` (replaced as a whole)."""
+    from tracer.cogvlm.tokens import layout_png, render_layout_text
     from tracer.render.calls import render_calls
-    from tracer.render.diagrams import architecture_dot, calls_dot, modules_dot, to_png, to_svg
+    from tracer.render.diagrams import to_png, to_svg
     from tracer.render.hooks import render_hooks
     from tracer.render.modules import render_modules
+    from tracer.render.registry import views_for
     from tracer.render.steps import render_steps
-    from tracer.render.tokens import layout_png, render_layout_text
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -98,9 +98,10 @@ def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]
             path.write_bytes(data)
         written.append(path)
 
-    diagrams: dict[str, Callable[[Any], str]] = {
-        "calls": calls_dot, "modules": modules_dot, "architecture": architecture_dot}
-    for name, make_dot in diagrams.items():
+    views = views_for(trace)
+    for name in ("calls", "modules", "architecture"):
+        make_dot = views[name].dot
+        assert make_dot is not None
         dot = relative_paths(make_dot(trace))
         put(f"{name}.dot", dot)  # put() makes paths relative again: a no-op on this text
         put(f"{name}.svg", to_svg(dot))

@@ -131,7 +131,7 @@ def test_load_goes_through_sats_load_checkpoint(saved: tuple[Path, dict[str, tor
 
 def test_a_trace_shows_only_the_articles_load_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The check's meta build and the generation stay out of a trace: miss and hit look alike."""
-    from tracer.recorder import trace
+    from tracer.session import trace
 
     monkeypatch.setenv("COGTRACE_CACHE", str(tmp_path / "cache"))
     names = []

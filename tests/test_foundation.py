@@ -16,7 +16,7 @@ from sat.model.position_embedding.triton_rotary_embeddings import FastRotaryEmbe
 from tracer.cli import main
 from tracer.cogvlm.build import build_model
 from tracer.cogvlm.config import CONFIG_ROOT
-from tracer.cogvlm.rotary import AnyDeviceRotaryEmbedding, apply_rotary_torch, patch_fast_rotary
+from tracer.rotary import AnyDeviceRotaryEmbedding, apply_rotary_torch, patch_fast_rotary
 
 TINY = ["cogvlm-chat-v1.1", "cogvlm-base-224", "cogvlm-base-490", "cogvlm-grounding-generalist"]
 
@@ -114,7 +114,7 @@ def _edited(**changes: Any) -> str:
     (_edited(hidden_size=None), ["missing required key 'hidden_size'"]),
     (_edited(hidden_size=66), ["key 'hidden_size' = 66", "expected a multiple of num_attention_heads = 4"]),
     (_edited(image_length=250), ["key 'image_length' = 250", "expected (image_size / patch_size)^2", "= 256"]),
-    (_edited(model_class="GLMModel"), ["key 'model_class' = 'GLMModel'", "expected one of ['CogVLMModel']"]),
+    (_edited(model_class="GLMModel"), ["key 'model_class' = 'GLMModel'", "expected one of ['CogVLMModel'"]),
 ], ids=["missing-file", "not-json", "missing-key", "hidden-not-divisible", "image-length", "unknown-class"])
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            text: str | None, expected: list[str]) -> None:
@@ -257,7 +257,7 @@ def test_patch_fast_rotary_makes_sats_class_run_on_cpu() -> None:
     original = FastRotaryEmbedding.forward
     rope = FastRotaryEmbedding(16)
     q, k = _qk(16, seed=3)
-    with pytest.raises(TypeError):  # DESIGN.md §4: the Triton launch needs a CUDA device
+    with pytest.raises(TypeError):  # the Triton launch needs a CUDA device
         rope(q.clone(), k.clone(), COGVLM_POSITIONS, max_seqlen=COGVLM_POSITIONS.max() + 1)
 
     with patch_fast_rotary():

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tracer.cli import main
-from tracer.trace import Trace
+from tracer.schema import Trace
 
 CONFIG = "tiny/cogvlm-base-224"  # 256 image tokens: the quickest tiny config
 ATOL = 1e-5  # mp=2 vs mp=1: reduction order only
@@ -41,12 +41,11 @@ def single(cache: Path) -> dict[str, torch.Tensor]:
     """mp=1 in this process: the generated checkpoint's weights and the logits of the sample forward."""
     from tracer.cogvlm.checkpoint import checkpoint_file, generated_checkpoint, load_model, read_state_dict
     from tracer.cogvlm.config import load_config
-    from tracer.commands.summary import forward_inputs
+    from tracer.parallel.rank import sample_logits
 
     config = load_config(CONFIG)
-    model, _ = load_model(config)
-    with torch.no_grad():
-        logits = model(**forward_inputs(config))[0]
+    model, args = load_model(config)
+    logits = sample_logits(model, args)
     weights = read_state_dict(checkpoint_file(generated_checkpoint(config)))
     return {"logits": logits, **{f"w:{k}": v for k, v in weights.items()}}
 

@@ -1,6 +1,6 @@
 """Parameter names and shapes must be upstream CogVLM's, key for key, so real checkpoints load.
 
-The expected table is derived here from first principles, not from our model: DESIGN.md §3,
+The expected table is derived here from first principles, not from our model:
 upstream's ``utils/models/cogvlm_model.py`` / ``mixin.py`` (mixin names, 32 vision-expert
 layers, GLU adapter, boi/eoi) and SAT's ``transformer.py`` (``BaseTransformer`` layer
 names; biases only where ``use_bias``), ``llama_model.py`` (RMSNorm without bias, no

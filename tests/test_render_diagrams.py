@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from fixtures.render_support import check_golden, load
 
-from tracer.render.architecture import architecture
+from tracer.cogvlm.architecture import architecture
 from tracer.render.diagrams import DIAGRAMS, dot_source, to_png, to_svg
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed "

@@ -9,7 +9,7 @@ import pytest
 from fixtures.render_support import load
 
 from tracer.render.modules import check_totals, module_rows
-from tracer.trace import ModuleNode, Trace
+from tracer.schema import ModuleNode, Trace
 
 
 @pytest.mark.parametrize("kind", ["synthetic", "real"])

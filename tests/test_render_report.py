@@ -16,7 +16,7 @@ from test_render_browser import assert_not_blank, chromium, screenshot
 
 from tracer.cli import main
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tracer.recorder") is None,
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tracer.session") is None,
                                 reason="the tracer engine (tracer/recorder.py) is not there yet")
 
 

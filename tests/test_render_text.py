@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from fixtures.render_support import check_golden, load, normalise
 
+from tracer.cogvlm.tokens import render_layout_text
 from tracer.render.calls import call_tree, render_calls
 from tracer.render.hooks import hook_rows, mixin_changes, render_hooks
 from tracer.render.modules import render_modules
 from tracer.render.steps import render_steps, step_rows
-from tracer.render.tokens import render_layout_text
 
 KINDS = ("synthetic", "real")
 

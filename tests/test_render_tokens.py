@@ -7,7 +7,7 @@ import io
 import pytest
 from fixtures.render_support import load
 
-from tracer.render.tokens import LayoutError, layout_png, layout_segments
+from tracer.cogvlm.tokens import LayoutError, layout_png, layout_segments
 
 
 @pytest.mark.parametrize("kind", ["synthetic", "real"])

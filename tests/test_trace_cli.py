@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tracer.cli import main
-from tracer.trace import Trace
+from tracer.schema import Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 

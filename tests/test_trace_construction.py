@@ -16,7 +16,7 @@ from sat.model.base_model import get_model as EARLY_GET_MODEL  # bound before an
 
 import tracer
 from tracer.cogvlm.build import build_model
-from tracer.trace import Event, Trace
+from tracer.schema import Event, Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 

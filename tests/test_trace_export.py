@@ -15,7 +15,7 @@ from conftest import tiny_forward_inputs
 import tracer
 from tracer.cogvlm.build import build_model
 from tracer.export import to_chrome, write_chrome
-from tracer.trace import CATEGORIES, Trace
+from tracer.schema import CATEGORIES, Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import tracer
-from tracer.trace import Trace
+from tracer.schema import Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 MAX_LENGTH = 1245  # the prompt is ~1239 tokens with its 1225 image slots: a few new tokens

@@ -12,9 +12,10 @@ import torch
 from conftest import tiny_forward_inputs
 
 import tracer
+from tracer.cogvlm.adapter import ADAPTER
 from tracer.cogvlm.build import build_model
-from tracer.shapes import MetaWithValues, cogvlm_inputs
-from tracer.trace import Trace
+from tracer.schema import Trace
+from tracer.shapes import MetaWithValues
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 
@@ -113,8 +114,8 @@ def _shapes(trace: Trace) -> list[tuple[str, str, Any, Any]]:
 def test_meta_shapes_equal_real_shapes(tiny: Any) -> None:
     """MetaWithValues: a meta forward records exactly the shapes of the real CPU forward."""
     meta_model = build_model(CONFIG, device="meta")
-    inputs_cpu = cogvlm_inputs(tiny.args, text_tokens=7, image_device="cpu")
-    inputs_meta = cogvlm_inputs(meta_model.args, text_tokens=7)
+    inputs_cpu = ADAPTER.forward_inputs(tiny.args, text_tokens=7, image_device="cpu")
+    inputs_meta = ADAPTER.forward_inputs(meta_model.args, text_tokens=7)
     with torch.no_grad():
         with tracer.trace(categories=["module", "hook"]) as real:
             tiny.model(**inputs_cpu)

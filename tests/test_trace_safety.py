@@ -18,7 +18,7 @@ from sat.model.base_model import AutoModel, BaseMixin, BaseModel
 from torch.nn.modules import module as torch_module
 
 import tracer
-import tracer.recorder
+import tracer.session
 from tracer.cogvlm.build import build_model
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
@@ -81,7 +81,7 @@ class Snapshot:
         assert all(self.model.transformer.hooks[k] is v for k, v in self.hook_values.items())
         assert set(self.model.transformer.hooks) == set(self.hook_values)
         assert self.model.mixins["eva"].vit_model.hooks is self.vit_hooks
-        assert tracer.recorder.active_recorder() is None
+        assert tracer.session.active_recorder() is None
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_nested_tracing_is_a_clear_error() -> None:
             with tracer.trace():
                 pass
         assert "test_trace_safety.py:" in str(raised.value)  # names where the active block opened
-        assert tracer.recorder.active_recorder() is outer.recorder  # the outer one is untouched
-    assert tracer.recorder.active_recorder() is None
+        assert tracer.session.active_recorder() is outer.recorder  # the outer one is untouched
+    assert tracer.session.active_recorder() is None
     with pytest.raises(tracer.TracingError, match="already recorded"), outer:
         pass
 

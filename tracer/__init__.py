@@ -8,13 +8,13 @@ The one entry point for recording is :func:`trace`::
     t.trace                               # the tracer.Trace (pure data)
 
 The package never imports torch or SAT at import time, so ``cogtrace --help`` stays fast:
-:mod:`tracer.recorder` and :mod:`tracer.trace` are standard-library only, and the patches
+:mod:`tracer.sink`, :mod:`tracer.session` and :mod:`tracer.schema` are standard-library only, and the patches
 (:mod:`tracer.construction`, :mod:`tracer.runtime`) are imported when a recording starts.
 The CogVLM model lives in :mod:`tracer.cogvlm`.
 """
 
-from .recorder import TraceHandle, TracingError, trace
-from .trace import Trace
+from ._version import __version__
+from .schema import Trace
+from .session import TraceHandle, TracingError, trace
 
-__version__ = "0.1.0"
 __all__ = ["Trace", "TraceHandle", "TracingError", "__version__", "trace"]

@@ -22,12 +22,24 @@ names gets the generic views only.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["REGISTRY", "AdapterEntry", "adapter_module", "entry_for_classes", "entry_for_trace", "views_module"]
+from .errors import UserError
+
+__all__ = ["REGISTRY", "AdapterEntry", "UnknownModel", "adapter_for_config", "adapter_module", "config_model_class",
+           "entry_for_classes", "entry_for_config", "entry_for_trace", "resolve_config", "views_module"]
+
+CONFIG_FILE = "model_config.json"  # SAT's name for a checkpoint's config
+
+
+class UnknownModel(UserError, ValueError):
+    """A config or checkpoint whose ``model_class`` no registered adapter explains."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,13 @@ class AdapterEntry:
     @property
     def views(self) -> str:
         return f"{self.package}.views"
+
+    @property
+    def config_root(self) -> Path | None:
+        """``<package>/configs``: the configs this model ships (found without importing it)."""
+        spec = importlib.util.find_spec(self.package)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        return Path(locations[0]) / "configs" if locations else None
 
 
 # The registration: one line per model. Model packages are named by string so that importing
@@ -83,3 +102,51 @@ def views_module(entry: AdapterEntry) -> ModuleType | None:
         if e.name == entry.views:
             return None
         raise
+
+
+def resolve_config(spec: str | Path) -> Path:
+    """``model_config.json`` of ``spec``: a folder holding it, the file itself, or a name under a
+    registered model's shipped configs (``tiny/cogvlm-chat-v1.1``, ``configs/full/...``)."""
+    path = Path(spec)
+    relative = Path(*path.parts[1:]) if path.parts and path.parts[0] == "configs" else path
+    roots = [e.config_root for e in REGISTRY]
+    for candidate in [path, *(root / p for root in roots if root is not None for p in (path, relative))]:
+        if candidate.is_dir() and (candidate / CONFIG_FILE).is_file():
+            return candidate / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    if path.is_dir():
+        raise UserError(f"{path}: no {CONFIG_FILE} in this directory (expected a checkpoint or config folder)")
+    raise UserError(f"{spec}: no such config (expected a folder with {CONFIG_FILE}, the file itself, "
+                    f"or a shipped name such as tiny/cogvlm-grounding-generalist)")
+
+
+def config_model_class(spec: str | Path) -> str:
+    """The ``model_class`` a config names (SAT's ``AutoModel`` key); '' when it names none."""
+    path = resolve_config(spec)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return str(values.get("model_class") or "")
+
+
+def entry_for_config(spec: str | Path) -> AdapterEntry:
+    """The adapter entry for a config's ``model_class``; a config that names none is CogVLM's
+    (published CogVLM checkpoints predate the key), anything else unknown is refused."""
+    name = config_model_class(spec)
+    entry = entry_for_classes([name]) if name else REGISTRY[0]
+    if entry is None:
+        known = sorted(c for e in REGISTRY for c in e.model_classes)
+        raise UnknownModel(f"{resolve_config(spec)}: key 'model_class' = {name!r} has no adapter here; "
+                           f"expected one of {known}")
+    return entry
+
+
+def adapter_for_config(spec: str | Path) -> Any:
+    """The ``ADAPTER`` object that builds and runs the model a config names."""
+    return adapter_module(entry_for_config(spec)).ADAPTER

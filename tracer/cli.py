@@ -1,7 +1,7 @@
 """``cogtrace``: the command line. Each subcommand lives in ``tracer/commands/<name>.py``.
 
 Subcommand modules are imported only when their command runs, so ``cogtrace --help`` does
-not pay for importing torch and SAT (3-6 s, DESIGN.md §4).
+not pay for importing torch and SAT (3-6 s).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import UserError
 
 # name -> (module under tracer.commands, one-line help). Order is the order in --help.

@@ -28,20 +28,50 @@ import sys
 import types
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .patching import PatchSet
-from .recorder import Record, Recorder
-from .trace import SourceLocation
+from .schema import SourceLocation
+from .sink import Record, Recorder
 from .values import count_parameters, describe_model, module_paths, namespace_diff, short
 
 __all__ = ["construction_functions", "install"]
 
-_METHODS = ("__init__", "add_mixin", "del_mixin")
-_CLASSMETHODS = ("get_args", "from_pretrained", "from_pretrained_base")
-_MIXIN_METHODS = ("add_mixin", "del_mixin")
-# Functions that take a Namespace and return one: their event shows what they changed.
-_ARGS_TRANSFORMS = ("update_args_with_file", "overwrite_args_by_dict")
+
+
+@dataclass(frozen=True)
+class Role:
+    """What one SAT construction function is, for the recording: the table below replaces
+    string tests spread over the recording code."""
+
+    kind: str  # "function" (module level), "method" (model/mixin), "classmethod"
+    mixin: bool = False  # add_mixin / del_mixin: parameter delta and hook tables before/after
+    transforms_args: bool = False  # Namespace in, Namespace out: the event shows what changed
+    offers_model: bool = False  # the model it builds or loads may be the trace's primary model
+    model_class_arg: str = ""  # the argument naming the model class (get_model's model_cls)
+    model_arg: str = ""  # the argument holding the model (load_checkpoint's model)
+    returns_model: bool = False  # its result is the model (get_model)
+
+
+ROLES: dict[str, Role] = {
+    # sat.model.base_model / sat.arguments / sat.training.model_io
+    "get_model": Role("function", offers_model=True, model_class_arg="model_cls", returns_model=True),
+    "update_args_with_file": Role("function", transforms_args=True),
+    "overwrite_args_by_dict": Role("function", transforms_args=True),
+    "get_args": Role("function"),  # sat.arguments.get_args; BaseModel.get_args is the classmethod below
+    "load_checkpoint": Role("function", offers_model=True, model_arg="model"),
+    # BaseModel (and subclasses); BaseMixin subclasses only have __init__
+    "__init__": Role("method", offers_model=True),
+    "add_mixin": Role("method", mixin=True),
+    "del_mixin": Role("method", mixin=True),
+    # BaseModel and AutoModel class methods
+    "from_pretrained": Role("classmethod", offers_model=True),
+    "from_pretrained_base": Role("classmethod", offers_model=True),
+}
+_METHODS = tuple(name for name, role in ROLES.items() if role.kind == "method")
+_CLASSMETHODS = ("get_args", *(name for name, role in ROLES.items() if role.kind == "classmethod"))
+_MIXIN_METHODS = tuple(name for name, role in ROLES.items() if role.mixin)
 _NAMESPACE_CLIP = 300
 
 
@@ -220,11 +250,12 @@ class _Construction:
         if kind == "method" and args:
             owner = type(args[0])
             return owner if issubclass(owner, self.BaseModel) else None
-        if short_name == "get_model":
-            cls = bound.get("model_cls")
+        role = ROLES.get(short_name)
+        if role is not None and role.model_class_arg:
+            cls = bound.get(role.model_class_arg)
             return cls if isinstance(cls, type) else None
-        if short_name == "load_checkpoint":
-            model = bound.get("model")
+        if role is not None and role.model_arg:
+            model = bound.get(role.model_arg)
             return type(model) if model is not None and isinstance(model, self.BaseModel) else None
         return None
 
@@ -257,8 +288,9 @@ class _Construction:
         owner = None
         if subject is not None:
             owner = subject.__name__ if isinstance(subject, type) else type(subject).__name__
-        if short_name == "get_model" and isinstance(bound.get("model_cls"), type):
-            self.ensure_class(bound["model_cls"])
+        role = ROLES.get(short_name, Role(kind))
+        if role.model_class_arg and isinstance(bound.get(role.model_class_arg), type):
+            self.ensure_class(bound[role.model_class_arg])
         if kind == "classmethod" and isinstance(subject, type):
             self.ensure_class(subject)
 
@@ -273,7 +305,7 @@ class _Construction:
         for name, value in bound.items():
             if isinstance(value, argparse.Namespace):
                 summaries[name], namespaces[name] = self._namespace(value, reference)
-                if short_name in _ARGS_TRANSFORMS and "input" not in state:
+                if role.transforms_args and "input" not in state:
                     state["input"] = dict(vars(value))
             else:
                 summaries[name] = short(value)
@@ -283,7 +315,7 @@ class _Construction:
             data["namespaces"] = namespaces
         if reference is not None and namespaces:
             data["defaults_of"] = reference.__name__
-        if short_name in _MIXIN_METHODS and kind == "method" and args:
+        if role.mixin and kind == "method" and args:
             model = args[0]
             mixin_name: Any = bound.get("name")
             data["mixin"] = mixin_name
@@ -321,21 +353,23 @@ class _Construction:
             data["result"] = f"({first}, Namespace({len(vars(result[1]))} keys))"
         else:
             data["result"] = short(result)
-        if short_name in _MIXIN_METHODS and kind == "method" and args:
+        role = ROLES.get(short_name, Role(kind))
+        if role.mixin and kind == "method" and args:
             data["params_after"] = state["params_after"] if "params_after" in state else count_parameters(args[0])
             data["hooks_after"] = dict(getattr(args[0], "hook_origins", {}))
         model = self._model_of(short_name, kind, args, result)
-        if model is not None and (short_name in ("get_model", "load_checkpoint") or isinstance(result, tuple)):
+        if model is not None and (role.kind == "function" or isinstance(result, tuple)):
             record.subject = weakref.ref(model)
 
     def _model_of(self, short_name: str, kind: str, args: tuple, result: Any) -> Any:
         """The model a construction call built, loaded or worked on, if any."""
         model = None
-        if short_name == "get_model":
+        role = ROLES.get(short_name, Role(kind))
+        if role.returns_model:
             model = result
         elif isinstance(result, tuple) and result and isinstance(result[0], self.BaseModel):
             model = result[0]
-        elif (kind == "method" or short_name == "load_checkpoint") and args and isinstance(args[0], self.BaseModel):
+        elif (kind == "method" or role.model_arg) and args and isinstance(args[0], self.BaseModel):
             model = args[0]
         return model if isinstance(model, self.BaseModel) else None
 
@@ -343,7 +377,7 @@ class _Construction:
         """Offer a built or loaded model as the trace's primary model (the first one wins), and
         resolve the events' model paths while it is surely alive. Runs whether or not the call
         was recorded: ``max_depth`` must not decide which model the trace describes."""
-        if short_name not in ("get_model", "__init__", "from_pretrained", "from_pretrained_base", "load_checkpoint"):
+        if not ROLES.get(short_name, Role(kind)).offers_model:
             return
         if short_name == "__init__" and self._init_depth > 0:
             return  # a model built inside another model's __init__ (the vision tower)

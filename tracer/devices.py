@@ -3,7 +3,7 @@
 ``with torch.device('meta'):`` only fills in a device where the caller gave none. SAT's
 ``BaseModel`` builds its transformer with an explicit ``device=torch.device('cpu')`` and
 upstream CogVLM's mixins do the same, so under that context a "meta" build still allocates
-every weight on the CPU (DESIGN.md §4: 25 s and 6.5 GB for the 17.6B model). The mode
+every weight on the CPU. The mode
 below overrides the device of every tensor factory call, explicit or not, for the duration
 of the block: shapes and dtypes are kept, no memory is used.
 """

@@ -1,4 +1,4 @@
-"""Write a :class:`~tracer.trace.Trace` as ``trace.json`` (our schema) or ``trace.chrome.json``.
+"""Write a :class:`~tracer.schema.Trace` as ``trace.json`` (our schema) or ``trace.chrome.json``.
 
 The Chrome Trace Event Format file opens in Perfetto (https://ui.perfetto.dev) and
 ``chrome://tracing``: one complete event (``"ph": "X"``) per recorded call, ``ts``/``dur``
@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .trace import Event, TensorInfo, Trace
+from .schema import Event, TensorInfo, Trace
 
 __all__ = ["CHROME_PID", "CHROME_TID", "chrome_events", "to_chrome", "write_chrome", "write_json"]
 

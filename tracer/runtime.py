@@ -31,6 +31,10 @@ Weights used by a hook: every module with parameters of its own whose forward ru
 that hook is the innermost one being dispatched (e.g. ``mixins.mlp.vision_dense_h_to_4h_list.0``
 inside ``mlp_forward`` of layer 0). Parameters used without calling their module (``boi``,
 ``F.linear(x, word_embeddings.weight)``) are not seen.
+
+What a dispatch *means* for a particular model (CogVLM: how many tokens went to the vision
+experts) comes from that model's adapter (:mod:`tracer.adapters`), chosen by the class of
+the model whose forward is running; this module names no model.
 """
 
 from __future__ import annotations
@@ -48,15 +52,13 @@ import torch
 from torch.nn.modules import module as torch_module
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from .adapters import adapter_module, entry_for_classes
 from .patching import PatchSet
-from .recorder import Record, Recorder
-from .trace import SourceLocation
+from .schema import SourceLocation
+from .sink import Record, Recorder
 from .values import tensor_info, tensor_infos
 
 __all__ = ["install"]
-
-EXPERT_MASK = "vision_expert_mask"
-
 
 @dataclass
 class _Frame:
@@ -72,7 +74,10 @@ class _Frame:
     step_token: int = -1
     step_record: Record | None = None
     suppressing: bool = False
-    mask_cache: dict[int, tuple[int, int]] | None = None
+    # The model adapter (tracer.adapters) of the model this forward is in, and its cache for
+    # one model forward (SAT hands the same masks to every layer).
+    adapter: Any = None
+    facts_cache: dict[int, Any] | None = None
 
 
 @dataclass
@@ -141,14 +146,15 @@ class _Runtime:
         self._forward_sources: dict[type, SourceLocation | None] = {}
         self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
         self._wrapped_hooks: dict[int, tuple[Any, dict, str, dict]] = {}
+        self._adapters: dict[type, Any] = {}
 
     # -- module paths -------------------------------------------------------------------
     def _known(self, module: torch.nn.Module) -> tuple[weakref.ref, str, bool] | None:
         entry = self.paths.get(id(module))
         return entry if entry is not None and entry[0]() is module else None
 
-    def _learn(self, root: torch.nn.Module) -> None:
-        for path, module in root.named_modules(remove_duplicate=False):
+    def _learn(self, root: torch.nn.Module, prefix: str = "") -> None:
+        for path, module in root.named_modules(remove_duplicate=False, prefix=prefix):
             if self._known(module) is None:
                 owns = any(p is not None for p in module._parameters.values())
                 self.paths[id(module)] = (weakref.ref(module), path, owns)
@@ -158,11 +164,16 @@ class _Runtime:
         if entry is not None:
             return entry[1]
         if not self.frames:  # an outermost call: a new root
+            if not isinstance(module, self.BaseModel):
+                # Not a SAT model (a preprocessing transform, a user's wrapper): its own root,
+                # ``<Resize>``, so its calls never merge with the model's root ''.
+                prefix = f"<{type(module).__name__}>"
+                self._learn(module, prefix)
+                return prefix
             self._learn(module)
-            if isinstance(module, self.BaseModel):
-                self.rec.add_model(module)
+            self.rec.add_model(module)
             return ""
-        self._learn(self.frames[0].module)  # the tree may have grown (a mixin added)
+        self._learn(self.frames[0].module, self.frames[0].path)  # the tree may have grown (a mixin added)
         entry = self._known(module)
         return entry[1] if entry is not None else f"?{type(module).__name__}"
 
@@ -187,9 +198,10 @@ class _Runtime:
                 self._begin_step(frame)
             if self.want_hooks and not frame.suppressing:
                 self._swap_hooks(frame)
-            frame.mask_cache = {}
+            frame.adapter = self._adapter_for(type(module)) or (parent.adapter if parent is not None else None)
+            frame.facts_cache = {}
         elif parent is not None:
-            frame.mask_cache = parent.mask_cache
+            frame.adapter, frame.facts_cache = parent.adapter, parent.facts_cache
         if self.want_modules and not frame.suppressing:
             name = path if path else type(module).__name__
             frame.token, frame.record = rec.begin(
@@ -223,10 +235,22 @@ class _Runtime:
             self.rec.end(frame.token, error)
         if frame.wrapped is not None:
             self._restore_hooks(frame)
+        if not self.frames and frame.adapter is not None and error is None:
+            self._forward_facts(frame, args, kwargs)
         if frame.step_token >= 0 or frame.suppressing:
             self._end_step(frame, kwargs, error)
         if not self.frames:
             self._kwarg_cache.clear()  # drop the references once the outermost forward is done
+
+    def _forward_facts(self, frame: _Frame, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Facts the root model's adapter reads off a whole forward's inputs (CogVLM: the token
+        layout of the first context forward), kept in the trace's metadata; first one wins."""
+        try:
+            facts = frame.adapter.forward_facts(args, kwargs)
+        except Exception as e:  # noqa: BLE001 - a fact we cannot read must not break the traced forward
+            facts = {"forward_facts_error": f"{type(e).__name__}: {e}"}
+        for key, value in (facts or {}).items():
+            self.rec.meta.setdefault(key, value)
 
     def _kwargs_infos(self, kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The tensor keyword arguments as TensorInfo JSON, one per tensor per outermost forward: SAT hands the
@@ -346,26 +370,22 @@ class _Runtime:
         try:
             data["inputs"] = tensor_infos(shown)
             data["outputs"] = tensor_infos(result)
-            mask = kwargs.get(EXPERT_MASK)
-            if isinstance(mask, torch.Tensor) and hook_frame.weights:  # attention_fn gets the mask but uses no weights
-                data["branch"] = self._branch(mask, hook_frame.weights, frame)
+            if frame is not None and frame.adapter is not None:
+                facts = frame.adapter.dispatch_facts(name, kwargs, hook_frame.weights, frame.facts_cache)
+                if facts:
+                    data.update(facts)
         except Exception as e:  # noqa: BLE001 - never fail the traced call for a summary
             data["trace_error"] = f"{type(e).__name__}: {e}"
         self.rec.end(token)
         return result
 
-    def _branch(self, mask: torch.Tensor, weights: list[str], frame: _Frame | None) -> dict[str, Any]:
-        expert = any(part.startswith("vision_") for w in weights for part in w.split("."))
-        out: dict[str, Any] = {"vision_expert": expert, "vision_tokens": None, "language_tokens": None}
-        if mask.device.type == "meta":
-            return out
-        cache = frame.mask_cache if frame is not None and frame.mask_cache is not None else {}
-        counts = cache.get(id(mask))
-        if counts is None:
-            vision = int(mask.bool().sum())
-            counts = cache[id(mask)] = (vision, mask.numel() - vision)
-        out["vision_tokens"], out["language_tokens"] = counts
-        return out
+    def _adapter_for(self, cls: type) -> Any:
+        """The registered adapter of a model class (None: a model no adapter explains, e.g. the
+        vision tower inside CogVLM, which inherits its parent's)."""
+        if cls not in self._adapters:
+            entry = entry_for_classes(c.__name__ for c in cls.__mro__)
+            self._adapters[cls] = adapter_module(entry).ADAPTER if entry is not None else None
+        return self._adapters[cls]
 
     # -- generation ---------------------------------------------------------------------
     def _begin_step(self, frame: _Frame) -> None:

@@ -1,4 +1,4 @@
-"""Full-width shapes without the memory: a CogVLM forward on meta weights, with real masks.
+"""Full-width shapes without the memory: a SAT model's forward on meta weights, with real masks.
 
 The article's variant (4096 wide LM, 1792 wide EVA with 63 layers, 1225 image tokens) holds
 5.5 billion weights — 22 GB in fp32. On the ``meta`` device a tensor has a shape and a dtype
@@ -25,7 +25,6 @@ produces on the same input; activations and weights are reported with device ``m
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 from collections.abc import Iterable, Iterator
@@ -37,9 +36,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from .cogvlm.text_processor import position_ids_from_rope_mask
-
-__all__ = ["MetaWithValues", "ShapeRun", "cogvlm_inputs", "record_shapes"]
+__all__ = ["MetaWithValues", "ShapeRun", "record_shapes"]
 
 _INDEXING = (torch.Tensor.__getitem__, torch.Tensor.__setitem__)
 
@@ -108,44 +105,6 @@ class MetaWithValues(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def cogvlm_inputs(args: argparse.Namespace, text_tokens: int = 16, *, image_device: str = "meta") -> dict[str, Any]:
-    """The keyword arguments of one CogVLM context forward, in upstream's layout.
-
-    ``[BOS] [boi] L image slots [eoi] text``: ``image_embed_mask`` on boi..eoi (L+2),
-    ``vision_expert_mask`` on boi..last image slot (L+1), ``image_rope_mask`` on the L
-    slots, which share one position id. Token ids and masks are real CPU tensors; the
-    image (values irrelevant to shapes) is created on ``image_device``.
-    """
-    if text_tokens < 1:
-        raise ValueError(f"text_tokens={text_tokens}: expected at least 1")
-    L = int(args.image_length)
-    seq_len = 1 + (L + 2) + text_tokens
-    text = torch.arange(text_tokens) % max(int(args.vocab_size) - 3, 1) + 3
-    input_ids = torch.cat([torch.tensor([int(getattr(args, "bos_token_id", 1))]),
-                           torch.zeros(L + 2, dtype=torch.long), text])  # (S,)
-    image_embed_mask = torch.zeros(seq_len, dtype=torch.long)
-    image_embed_mask[1:L + 3] = 1
-    vision_expert_mask = torch.zeros(seq_len, dtype=torch.long)
-    vision_expert_mask[1:L + 2] = 1
-    image_rope_mask = torch.zeros(seq_len, dtype=torch.long)
-    image_rope_mask[2:L + 2] = 1
-    position_ids = position_ids_from_rope_mask(image_rope_mask)[0]  # (S,) image slots share one id
-    height, width = args.eva_args["image_size"]
-    return {
-        "input_ids": input_ids.unsqueeze(0),  # (1, S)
-        "position_ids": position_ids.unsqueeze(0),  # (1, S)
-        "attention_mask": torch.ones(1, 1, seq_len, seq_len).tril_(),  # (1, 1, S, S) causal
-        "image_embed_mask": image_embed_mask.unsqueeze(0),
-        "vision_expert_mask": vision_expert_mask.unsqueeze(0),
-        "image_rope_mask": image_rope_mask.unsqueeze(0),
-        "vision_image": torch.empty(1, int(args.eva_args.get("in_channels", 3)), height, width,
-                                    device=image_device),  # (1, 3, H, W)
-        "vision_input_ids": torch.zeros(1, 1, dtype=torch.long),
-        "vision_position_ids": None,
-        "vision_attention_mask": torch.ones(1, 1, dtype=torch.long),
-    }
-
-
 @dataclass
 class ShapeRun:
     """What :func:`record_shapes` did: the trace handle, timings and peak memory."""
@@ -163,13 +122,14 @@ def _peak_rss_mb() -> float:
 def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text_tokens: int = 16,
                   num_layers: int | None = None, categories: Iterator[str] | None = None,
                   max_depth: int | None = None) -> ShapeRun:
-    """Build ``config`` on meta and trace one context forward at its real widths."""
-    from .cogvlm.build import build_model
-    from .cogvlm.config import load_config
-    from .recorder import trace
-    from .trace import CATEGORIES
+    """Build ``config`` on meta and trace one context forward at its real widths; the model's
+    adapter (chosen by the config's ``model_class``) builds it and makes the forward's inputs."""
+    from .adapters import adapter_for_config
+    from .schema import CATEGORIES
+    from .session import trace
 
-    spec = load_config(config)
+    adapter = adapter_for_config(config)
+    spec = adapter.load_config(config)
     start = time.perf_counter()
     meta = {"command": "shapes", "config": str(spec.path), "text_tokens": text_tokens,
             "execution": "meta weights and activations; token ids, masks and position ids real on CPU "
@@ -178,8 +138,8 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
         meta["num_layers"] = num_layers
     with trace(out_dir, categories=tuple(categories) if categories is not None else CATEGORIES,
                max_depth=max_depth, meta=meta) as handle:
-        result = build_model(spec, device="meta", num_layers=num_layers)
-        inputs = cogvlm_inputs(result.args, text_tokens)
+        result = adapter.build(spec, device="meta", num_layers=num_layers)
+        inputs = adapter.forward_inputs(result.args, text_tokens=text_tokens)
         with MetaWithValues(), torch.no_grad():
             logits = result.model(**inputs)[0]
     return ShapeRun(handle=handle, seconds=time.perf_counter() - start, peak_rss_mb=_peak_rss_mb(),

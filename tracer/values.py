@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .schema import shape_text
+
 __all__ = [
     "count_parameters",
     "describe_model",
@@ -38,7 +40,7 @@ def _dtype(dtype: torch.dtype) -> str:
 
 
 def tensor_info(t: torch.Tensor) -> dict[str, Any]:
-    """The JSON form of :class:`tracer.trace.TensorInfo` (built directly: this runs per call)."""
+    """The JSON form of :class:`tracer.schema.TensorInfo` (built directly: this runs per call)."""
     device = "cpu" if t.is_cpu else ("meta" if t.is_meta else t.device.type)  # is_cpu: no device object
     return {"shape": list(t.shape), "dtype": _dtype(t.dtype), "device": device}
 
@@ -122,7 +124,7 @@ def short(value: Any, limit: int = MAX_SHORT) -> str:
     if isinstance(value, str):
         return _clip(repr(value), limit)
     if isinstance(value, torch.Tensor):
-        return f"Tensor[{', '.join(map(str, value.shape))}] {_dtype(value.dtype)} {value.device.type}"
+        return f"Tensor{shape_text(value.shape)} {_dtype(value.dtype)} {value.device.type}"
     if isinstance(value, torch.dtype):
         return str(value)
     if isinstance(value, torch.device):

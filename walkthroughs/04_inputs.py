@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 6. the same layout as a picture (the renderer behind `cogtrace render --format tokens`)
     # ----------------------------------------------------------------------------------------
     w.step("The same layout as a picture", "同样的排布画成图片")
-    from tracer.render.tokens import layout_png, render_layout_text
+    from tracer.cogvlm.tokens import layout_png, render_layout_text
 
     def piece(i: int) -> str:
         """What to print for position i: the image slots all hold id 0, so name them by role."""

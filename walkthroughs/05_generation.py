@@ -42,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def shape(value: Any) -> str:
-    """``[2,1,1238,128]`` for a tensor (compact, so the step table fits), ``None`` for nothing."""
-    return "None" if value is None else "[" + ",".join(str(n) for n in value.shape) + "]"
+    """``[2, 1, 1238, 128]`` for a tensor, ``None`` for nothing."""
+    from tracer.schema import shape_text
+
+    return "None" if value is None else shape_text(value.shape)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -102,15 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.step(f"A real run: {opts.nproc} ranks under torchrun, traced", f"真实运行：torchrun 下 {opts.nproc} 个进程，逐 rank 追踪")
     from tracer.cogvlm.checkpoint import load_model
     from tracer.cogvlm.config import load_config
-    from tracer.commands.summary import forward_inputs
     from tracer.parallel.launch import launch
     from tracer.parallel.merge import load_rank_traces, write_merged
+    from tracer.parallel.rank import sample_logits
     from tracer.render.parallel import collective_rows
 
     config = load_config(TINY)
-    single, _ = load_model(config)  # generates the tiny mp=1 checkpoint once; every rank splits it
-    with torch.no_grad():
-        reference = single(**forward_inputs(config))[0]
+    single, single_args = load_model(config)  # generates the tiny mp=1 checkpoint once; every rank splits it
+    reference = sample_logits(single, single_args)
     with tempfile.TemporaryDirectory(prefix="walkthrough09-") as tmp_name:
         tmp = Path(tmp_name)
         w.say(f"python -m torch.distributed.run --nproc_per_node {opts.nproc} -m tracer.parallel.worker logits "

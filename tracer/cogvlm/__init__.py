@@ -1,11 +1,29 @@
 """CogVLM on SwissArmyTransformer: model, mixins, configs, inputs, chat, grounding, checkpoints.
 
-Submodules import torch and SAT; this package itself does not, so the CLI can name files here cheaply.
+The first model adapter (registered in :mod:`tracer.adapters`): ``adapter.py`` answers the
+core's questions, ``views.py`` draws CogVLM's own pictures. Submodules import torch and SAT;
+this package itself does not, so the CLI can name files here cheaply — ``CogVLMModel`` and
+``build_model`` are imported on first use::
+
+    from tracer.cogvlm import CogVLMModel, build_model
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-__all__ = ["SAMPLE_IMAGE"]
+import importlib
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SAMPLE_IMAGE", "CogVLMModel", "build_model"]
 
 # The picture every default run talks about (cogtrace chat/report, walkthroughs, scripts).
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample.png"
+
+_LAZY = {"CogVLMModel": ".model", "build_model": ".build"}
+
+
+def __getattr__(name: str) -> Any:
+    """``from tracer.cogvlm import CogVLMModel`` without importing torch at package import."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

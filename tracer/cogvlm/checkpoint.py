@@ -354,7 +354,7 @@ def _untraced() -> contextlib.AbstractContextManager[None]:
     """Keep our preparation (the meta build for the check, generating a tiny checkpoint) out
     of an active ``tracer.trace()`` recording: the trace then shows the article's flow only,
     ``from_pretrained`` -> ... -> ``load_checkpoint``, the same on a cache miss and a hit."""
-    from ..recorder import active_recorder
+    from ..session import active_recorder
 
     recorder = active_recorder()
     return recorder.suppressed() if recorder is not None else contextlib.nullcontext()

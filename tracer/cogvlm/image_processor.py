@@ -2,7 +2,7 @@
 
 Upstream (``utils/utils/vision.py``) uses torchvision: ``Resize((s, s), BICUBIC)``,
 ``ToTensor()``, ``Normalize(CLIP mean, CLIP std)``. torchvision does not import beside the
-CPU torch used here (DESIGN.md §4), so this module does the same with Pillow and torch:
+CPU torch used here, so this module does the same with Pillow and torch:
 for a PIL image torchvision's resize *is* ``Image.resize(..., BICUBIC)``, and ``ToTensor``
 is ``uint8 HWC -> float CHW / 255``.
 

@@ -11,7 +11,7 @@ with no missing or unexpected keys. What differs from upstream, and why:
   ``device=torch.device('cpu')`` and ``skip_init=True`` — a tiny model gets seeded weights
   (``skip_init`` leaves uninitialised memory and NaN logits) and the full model can be
   built on the meta device;
-* rotary embedding is :class:`~tracer.cogvlm.rotary.AnyDeviceRotaryEmbedding`, so it runs on
+* rotary embedding is :class:`~tracer.rotary.AnyDeviceRotaryEmbedding`, so it runs on
   a CPU; on CUDA it is SAT's Triton kernel;
 * the vision tower is SAT's own ``EVA2CLIPModel`` (upstream's copy imports xformers).
 
@@ -36,7 +36,7 @@ from sat.mpu.layers import ColumnParallelLinear, RowParallelLinear
 from sat.mpu.utils import divide, split_tensor_along_last_dim, unscaled_init_method
 from sat.transformer_defaults import attention_fn_default
 
-from .rotary import AnyDeviceRotaryEmbedding
+from ..rotary import AnyDeviceRotaryEmbedding
 
 __all__ = ["GLU", "ImageMixin", "LlamaVisionExpertAttnMixin", "LlamaVisionExpertFCMixin", "expert_device",
            "vision_args"]

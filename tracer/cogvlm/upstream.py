@@ -3,7 +3,7 @@
 Upstream's model code needs a GPU twice over:
 
 * the language model rotates queries and keys with SAT's Triton ``FastRotaryEmbedding``,
-  which crashes off CUDA — :func:`tracer.cogvlm.rotary.patch_fast_rotary` fixes that;
+  which crashes off CUDA — :func:`tracer.rotary.patch_fast_rotary` fixes that;
 * the vision tower (``utils/models/eva_clip_model.py``) does ``import xformers.ops as xops``
   at import time and computes its attention with ``xops.memory_efficient_attention``.
   xformers ships CUDA kernels and no CPU build, so on a laptop the import already fails.
@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .rotary import patch_fast_rotary
+from ..rotary import patch_fast_rotary
 
 __all__ = ["memory_efficient_attention", "upstream_on_cpu", "xformers_stand_in"]
 

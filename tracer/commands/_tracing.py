@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import UserError
 
-# Kept in step with tracer.trace.CATEGORIES (importing it would be fine, but this stays tiny).
+# Kept in step with tracer.schema.CATEGORIES (importing it would be fine, but this stays tiny).
 CATEGORY_NAMES = ("construction", "module", "hook", "generation")
 
 

@@ -33,33 +33,32 @@ def _peak_rss_mb() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cogvlm.config import load_config  # light: no torch
+    from ..adapters import adapter_module, entry_for_config
 
-    config = load_config(args.config)  # bad configs fail here, before SAT is imported
+    entry = entry_for_config(args.config)  # light: reads model_class, imports nothing heavy
+    adapter = adapter_module(entry).ADAPTER
+    config = adapter.load_config(args.config)  # bad configs fail here
     if args.num_layers is not None and args.num_layers <= 0:
         from ..errors import UserError
         raise UserError(f"--num-layers {args.num_layers}: expected a positive integer")
     options = trace_options(args)
     out = check_output(args.output) if args.output is not None else None
 
-    from ..cogvlm.build import DEFAULT_SEED, build_model
-    from ..cogvlm.summary import format_build_summary
-
     recording: Any = contextlib.nullcontext()
     if out is not None:
-        from ..recorder import trace
+        from ..session import trace
 
         meta = {"command": "build", "config": str(config.path), "device": args.device,
                 "num_layers": args.num_layers}
         recording = trace(out, meta=meta, **options)
     start = time.perf_counter()
     with recording as handle:
-        result = build_model(config, device=args.device, num_layers=args.num_layers,
-                             seed=DEFAULT_SEED if args.seed is None else args.seed)
+        result = adapter.build(config, device=args.device, num_layers=args.num_layers,
+                               **({} if args.seed is None else {"seed": args.seed}))
     elapsed = time.perf_counter() - start
     if args.print_model:
         print(result.model)
-    print(format_build_summary(result, seconds=elapsed, peak_rss_mb=_peak_rss_mb()))
+    print(adapter.build_summary(result, seconds=elapsed, peak_rss_mb=_peak_rss_mb()))
     if handle is not None:
         report_written(handle.paths)
     return 0

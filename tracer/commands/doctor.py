@@ -1,7 +1,6 @@
 """``cogtrace doctor``: is this machine ready? Each check prints OK, WARN or FAIL and the fix.
 
-The failures people actually hit with CogVLM's SAT code path, in the order they hit them
-(DESIGN.md §4):
+The failures people actually hit with CogVLM's SAT code path, in the order they hit them:
 
 * SwissArmyTransformer is installed as the *distribution* ``SwissArmyTransformer`` but
   imported as ``sat`` — and PyPI has other packages whose top-level module is also ``sat``.

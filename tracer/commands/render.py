@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..trace import Trace
+    from ..schema import Trace
 
 FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome")
 DIAGRAMS = ("architecture", "calls", "modules", "tokens")
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_trace(spec: str | Path) -> Trace:
     """Read a trace file with one-line errors for every way it can be wrong."""
-    from ..trace import SchemaError, Trace
+    from ..schema import SchemaError, Trace
 
     path = Path(spec)
     if path.is_dir():
@@ -61,47 +61,43 @@ def load_trace(spec: str | Path) -> Trace:
 
 def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int = 140,
            timings: bool = True, styles: bool = False) -> str | bytes:
-    """The output of one format, as text or bytes; raises UserError for impossible requests."""
-    from ..render.diagrams import dot_source, to_png, to_svg
-    from ..render.tokens import LayoutError, layout_png, render_layout_text
+    """The output of one format, as text or bytes; raises UserError for impossible requests.
+    Views come from the registry (:mod:`tracer.render.registry`): the generic ones plus those
+    of the trace's model adapter."""
+    from ..render.diagrams import to_png, to_svg
+    from ..render.registry import TextOptions, views_for
 
-    if fmt in ("dot", "svg") and diagram == "tokens":
-        raise UserError(f"--diagram tokens is a picture: expected --format png (or --format tokens for text), "
-                        f"not --format {fmt}")
+    views = views_for(trace)
+    if fmt == "html":
+        from ..render.report import render_html
+        return render_html(trace, timings=timings)
+    if fmt == "chrome":
+        import io
+
+        from ..export import write_chrome
+        buffer = io.StringIO()
+        write_chrome(trace, buffer)
+        return buffer.getvalue()
+    picture = fmt in ("dot", "svg", "png")
+    name = diagram if picture else fmt
+    view = views.get(name)
+    if view is None or not (view.dot or view.png if picture else view.text):
+        offered = sorted(k for k, v in views.items() if (v.dot or v.png if picture else v.text))
+        model = trace.meta.get("model_class") or "this trace's model"
+        raise UserError(f"{'--diagram' if picture else '--format'} {name}: no such view for {model}; "
+                        f"expected one of {offered}")
     try:
-        if fmt == "tree":
-            from ..render.calls import render_calls
-            return render_calls(trace, width=width, timings=timings, styles=styles)
-        if fmt == "modules":
-            from ..render.modules import render_modules
-            return render_modules(trace, width=width, styles=styles)
-        if fmt == "hooks":
-            from ..render.hooks import render_hooks
-            return render_hooks(trace, width=width, styles=styles)
-        if fmt == "steps":
-            from ..render.steps import render_steps
-            return render_steps(trace, width=width, timings=timings, styles=styles)
-        if fmt == "tokens":
-            return render_layout_text(trace, width=width)
-        if fmt == "dot":
-            return dot_source(trace, diagram)
-        if fmt == "svg":
-            return to_svg(dot_source(trace, diagram)).decode("utf-8")
+        if fmt in ("dot", "svg"):
+            if view.dot is None:
+                raise UserError(f"--diagram {name} is a picture: expected --format png"
+                                + (f" (or --format {name} for text)" if view.text else "") + f", not --format {fmt}")
+            dot = view.dot(trace)
+            return dot if fmt == "dot" else to_svg(dot).decode("utf-8")
         if fmt == "png":
-            return layout_png(trace) if diagram == "tokens" else to_png(dot_source(trace, diagram))
-        if fmt == "html":
-            from ..render.report import render_html
-            return render_html(trace, timings=timings)
-        if fmt == "chrome":
-            import io
-
-            from ..export import write_chrome
-            buffer = io.StringIO()
-            write_chrome(trace, buffer)
-            return buffer.getvalue()
-    except LayoutError as e:
+            return view.png(trace) if view.png is not None else to_png(view.dot(trace))  # type: ignore[misc]
+        return view.render_text(trace, TextOptions(width=width, timings=timings, styles=styles))
+    except view.errors as e:
         raise UserError(str(e)) from e
-    raise UserError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
 
 
 def run(args: argparse.Namespace) -> int:

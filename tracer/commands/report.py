@@ -24,8 +24,7 @@ from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..cogvlm.config import ModelConfig
-    from ..cogvlm.text_processor import TextProcessor
-    from ..trace import Trace
+    from ..schema import Trace
 
 DEFAULT_QUERY = "Where is the dog in the image? Answer with coordinates."
 
@@ -53,61 +52,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_parallel_arguments(parser)
 
 
-def token_layout(text_processor: TextProcessor, prompt: str) -> dict[str, list[Any]]:
-    """``meta['token_layout']`` (format in :mod:`tracer.render.tokens`) for one prompt."""
-    from ..cogvlm.text_processor import position_ids_from_rope_mask
-
-    inputs = text_processor(prompt)
-    ids = [int(i) for i in inputs["input_ids"][0].tolist()]
-    embed = [int(i) for i in inputs["image_embed_mask"][0].tolist()]
-    expert = [int(i) for i in inputs["vision_expert_mask"][0].tolist()]
-    rope = [int(i) for i in inputs["image_rope_mask"][0].tolist()]
-    pieces = text_processor.tokenizer.pieces(ids)
-    for i in range(len(ids)):  # the slots the vision tower fills have no text of their own
-        if rope[i]:
-            pieces[i] = "<image>"
-        elif embed[i]:
-            pieces[i] = "<boi>" if expert[i] else "<eoi>"
-    positions = [int(p) for p in position_ids_from_rope_mask(rope)[0].tolist()]
-    return {"tokens": ids, "pieces": pieces, "image_embed_mask": embed, "vision_expert_mask": expert,
-            "image_rope_mask": rope, "position_ids": positions}
-
-
 def write_views(trace: Trace, out: Path) -> dict[str, Path]:
-    """Every view of ``trace`` as files in ``out``; diagrams are skipped (with a note) if
-    Graphviz is missing, and views a trace has no data for (steps, tokens of a construction
-    trace) are left out, so the text views and the report still appear."""
+    """Every view the registry gives ``trace`` as files in ``out`` (text → NAME.txt, diagrams →
+    NAME.svg and the forms a view keeps, pictures → NAME.png), then report.html. Diagrams are
+    skipped (with a note) if Graphviz is missing; views the trace has no data for are left out."""
     from ..files import write_atomic
-    from ..render.calls import render_calls
-    from ..render.diagrams import GraphvizMissing, architecture_dot, calls_dot, modules_dot, to_png, to_svg
-    from ..render.hooks import render_hooks
-    from ..render.modules import render_modules
+    from ..render.diagrams import GraphvizMissing, to_png, to_svg
+    from ..render.registry import views_for
     from ..render.report import render_html
-    from ..render.steps import render_steps
-    from ..render.tokens import LayoutError, layout_png, render_layout_text
 
     written: dict[str, Path] = {}
 
     def put(name: str, data: str | bytes) -> None:
         written[name] = write_atomic(out / name, data)
 
-    put("tree.txt", render_calls(trace))
-    put("modules.txt", render_modules(trace))
-    put("hooks.txt", render_hooks(trace))
-    if any(True for _ in trace.of("generation")):
-        put("steps.txt", render_steps(trace))
+    views = [v for v in views_for(trace).values() if v.available(trace)]
+    for view in views:
+        try:
+            if view.text is not None:
+                put(f"{view.name}.txt", view.render_text(trace))
+            if view.png is not None:
+                put(f"{view.name}.png", view.png(trace))
+        except view.errors:
+            pass  # e.g. a construction-only trace has no input sequence
     try:
-        put("tokens.txt", render_layout_text(trace))
-        put("tokens.png", layout_png(trace))
-    except LayoutError:
-        pass  # a construction-only trace has no input sequence
-    try:
-        arch = architecture_dot(trace)
-        put("architecture.dot", arch)
-        put("architecture.svg", to_svg(arch))
-        put("architecture.png", to_png(arch))
-        put("calls.svg", to_svg(calls_dot(trace)))
-        put("modules.svg", to_svg(modules_dot(trace)))
+        for view in views:
+            if view.dot is None:
+                continue
+            dot = view.dot(trace)
+            if "dot" in view.keep:
+                put(f"{view.name}.dot", dot)
+            put(f"{view.name}.svg", to_svg(dot))
+            if "png" in view.keep:
+                put(f"{view.name}.png", to_png(dot))
     except GraphvizMissing as e:
         print(f"note: diagrams skipped: {e}", file=sys.stderr)
     put("report.html", render_html(trace))
@@ -115,9 +92,10 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cogvlm.config import load_config
+    from ..adapters import adapter_for_config
 
-    config = load_config(args.config)
+    adapter = adapter_for_config(args.config)
+    config = adapter.load_config(args.config)
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: expected a positive integer")
     out = Path(args.output)
@@ -128,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if parallel:
             raise UserError(f"--nproc {args.nproc} with --build-only/--device meta: expected one of them (a "
                             f"model-parallel report traces a chat turn on CPU ranks)")
-        return _build_only(args, config, out)
+        return _build_only(args, adapter, config, out)
 
     from ..cogvlm import SAMPLE_IMAGE
     from ..cogvlm.image_processor import get_image_processor, open_image
@@ -156,10 +134,9 @@ def run(args: argparse.Namespace) -> int:
         return report_parallel(args, config, out, query, max_length, image_path, version)
 
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
-    from ..cogvlm.checkpoint import load_model
     from ..cogvlm.grounding import save_grounding
-    from ..recorder import trace as record
-    from ..recorder import write_files
+    from ..session import trace as record
+    from ..session import write_files
 
     options = SamplingOptions(max_length=max_length, seed=args.seed)
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config}", "config": str(args.config),
@@ -167,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # Recorded in memory and written only on success: a failed run leaves no folder behind.
     with record(None, meta=meta) as handle:
-        model, _ = load_model(config, device="cpu", seed=args.seed)
+        model, _ = adapter.load(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options)
         handle.meta["response"] = result.response
-        handle.meta["token_layout"] = token_layout(text_processor, result.prompt)
+        handle.meta["token_layout"] = adapter.prompt_layout(text_processor, result.prompt)
         ids = sorted(set(result.output_ids))
         handle.meta["token_pieces"] = {str(i): p for i, p in zip(ids, tokenizer.pieces(ids), strict=True)}
     traced = time.perf_counter() - started
@@ -194,17 +171,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_only(args: argparse.Namespace, config: ModelConfig, out: Path) -> int:
+def _build_only(args: argparse.Namespace, adapter: Any, config: ModelConfig, out: Path) -> int:
     """The article's ``from_pretrained(..., build_only=True)``, traced: construction views only."""
-    from ..cogvlm.checkpoint import load_model
-    from ..recorder import trace as record
-    from ..recorder import write_files
+    from ..session import trace as record
+    from ..session import write_files
 
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config} --build-only --device {args.device}",
                             "config": str(args.config), "device": args.device}
     started = time.perf_counter()
     with record(None, categories=("construction",), meta=meta) as handle:
-        load_model(config, device=args.device, build_only=True, seed=args.seed)
+        adapter.load(config, device=args.device, build_only=True, seed=args.seed)
     trace = handle.trace
     assert trace is not None
     write_files(trace, out)  # creates the folder

@@ -7,8 +7,12 @@ written even when the script raises; then the traceback is printed as Python wou
 script exits with ``n``. A script that opens its own ``tracer.trace()`` block gets a
 ``TracingError`` (one recording at a time): run it with plain ``python`` instead.
 
-``--cpu`` runs the script inside :func:`tracer.cogvlm.upstream.upstream_on_cpu`, so that
-upstream CogVLM's own code (which needs SAT's Triton rotary kernel and xformers) runs on a CPU.
+On a machine without CUDA the script runs inside :func:`tracer.cpu.cpu_substitutions`
+(SAT's Triton rotary kernel replaced by the same math in torch), so any SAT script runs on a
+CPU; the trace names the substitutions in ``meta['cpu_substitutions']``. A script that still
+reaches a GPU-only path gets one line naming the call. ``--cpu`` forces the substitutions and
+adds :func:`tracer.cogvlm.upstream.upstream_on_cpu` (a torch stand-in for the xformers
+attention upstream CogVLM's vision tower imports).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ DEFAULT_OUTPUT = "cogtrace-out"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trace_arguments(parser, output_help=f"folder for trace.json and trace.chrome.json (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--cpu", action="store_true",
-                        help="let upstream CogVLM code run on a CPU: torch rotary instead of SAT's Triton kernel, "
-                             "and a torch stand-in for xformers when it is not installed")
+                        help="force the CPU substitutions (applied anyway when CUDA is absent: torch rotary instead "
+                             "of SAT's Triton kernel) and add a torch stand-in for xformers, which upstream CogVLM's "
+                             "vision tower imports")
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
@@ -65,24 +70,29 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.output or DEFAULT_OUTPUT)
 
     from ..parallel.cli import rank_output, rank_run
-    from ..recorder import trace
+    from ..session import trace
 
     script = script.resolve()
-    out, rank_meta = rank_output(out)  # under torchrun: OUT/rank<r>/, merged by `cogtrace merge OUT`
-    handle = trace(out, meta={"command": "run", "script": str(args.script), "argv": list(args.script_args),
-                              "cpu_shims": bool(args.cpu), **rank_meta}, **options)
-    shims: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if args.cpu:
-        from ..cogvlm.upstream import upstream_on_cpu
+    from ..cpu import cpu_substitutions, gpu_only_path
 
-        shims = upstream_on_cpu()
+    out, rank_meta = rank_output(out)  # under torchrun: OUT/rank<r>/, merged by `cogtrace merge OUT`
+    meta: dict[str, Any] = {"command": "run", "script": str(args.script), "argv": list(args.script_args),
+                            "cpu_shims": bool(args.cpu), **rank_meta}
+    handle = trace(out, meta=meta, **options)
+    shims = contextlib.ExitStack()  # the CPU substitutions, undone in the finally below
     code = 0
     # Changed only here, inside the try whose finally puts them back.
     saved_argv, saved_path = sys.argv, list(sys.path)
     try:
+        handle.meta["cpu_substitutions"] = shims.enter_context(cpu_substitutions(force=args.cpu))
+        if args.cpu:
+            from ..cogvlm.upstream import upstream_on_cpu
+
+            shims.enter_context(upstream_on_cpu())
+            handle.meta["cpu_substitutions"].append("xformers: memory_efficient_attention -> torch stand-in")
         sys.argv = [str(args.script), *args.script_args]
         sys.path.insert(0, str(script.parent))
-        with shims, handle, rank_run(handle):
+        with handle, rank_run(handle):
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
         code = _exit_code(e.code)
@@ -90,9 +100,14 @@ def run(args: argparse.Namespace) -> int:
         report_written(handle.paths)
         raise
     except Exception as e:  # noqa: BLE001 - printed as Python would, after the trace is written
-        traceback.print_exception(type(e), e, _script_traceback(e.__traceback__, script))
+        gpu = gpu_only_path(e)
+        if gpu is not None:
+            print(f"error: {gpu}", file=sys.stderr)
+        else:
+            traceback.print_exception(type(e), e, _script_traceback(e.__traceback__, script))
         code = 1
     finally:
+        shims.close()
         sys.argv, sys.path[:] = saved_argv, saved_path
     report_written(handle.paths)
     return code

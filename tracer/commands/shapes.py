@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..schema import shape_text
 from ._tracing import add_trace_arguments, check_output, report_written, trace_options
 
 
@@ -23,16 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _shape(info: object) -> str:
-    if isinstance(info, dict) and "shape" in info:
-        return "[" + ", ".join(str(s) for s in info["shape"]) + "]"
-    return "-"
+    return shape_text(info["shape"]) if isinstance(info, dict) and "shape" in info else "-"
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cogvlm.config import load_config
+    from ..adapters import adapter_for_config
     from ..errors import UserError
 
-    config = load_config(args.config)
+    config = adapter_for_config(args.config).load_config(args.config)
     if args.text_tokens < 1:
         raise UserError(f"--text-tokens {args.text_tokens}: expected a positive integer")
     if args.num_layers is not None and args.num_layers <= 0:
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                          categories=iter(options["categories"]), max_depth=options["max_depth"])
     trace = run_.handle.trace
     print(f"{trace.meta.get('model_class', 'model')}  {config.path}  on meta, {args.text_tokens} text tokens")
-    print(f"  logits: [{', '.join(map(str, run_.logits_shape))}]   events: {len(trace.events)}   "
+    print(f"  logits: {shape_text(run_.logits_shape)}   events: {len(trace.events)}   "
           f"time: {run_.seconds:.1f} s   peak RSS: {run_.peak_rss_mb:.0f} MB")
     print("\nSAT hooks of the first layer of each model (input -> output):")
     seen: set[tuple[str, str]] = set()

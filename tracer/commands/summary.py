@@ -61,33 +61,6 @@ def _quiet() -> contextlib.AbstractContextManager[Any]:
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def forward_inputs(config: Any, *, with_image: bool = True) -> dict[str, Any]:
-    """A real tiny forward's keyword arguments, made the way ``chat()`` makes them."""
-    from ..cogvlm import SAMPLE_IMAGE
-    from ..cogvlm.image_processor import get_image_processor, open_image
-    from ..cogvlm.text_processor import TextProcessor, masks_and_position_ids
-    from ..cogvlm.tokenizer import tokenizer_for_config
-
-    tokenizer = tokenizer_for_config(config.values, None, "base")
-    processor = TextProcessor(tokenizer, 4096, int(config.values["image_length"]))
-    if with_image:
-        inputs = processor(processor.history_to_prompt(QUERY))
-    else:  # a text-only prompt: no image slots, so no vision tower and no vision experts run
-        ids = [tokenizer.bos_token_id, *tokenizer.encode(QUERY)]
-        import torch
-
-        zeros = torch.zeros(1, len(ids), dtype=torch.long)
-        inputs = {"input_ids": torch.tensor([ids]), "image_embed_mask": zeros, "vision_expert_mask": zeros,
-                  "image_rope_mask": zeros}
-    ids_t = inputs.pop("input_ids")
-    _, mask, positions = masks_and_position_ids(ids_t[0], inputs["image_rope_mask"])
-    kwargs: dict[str, Any] = {"input_ids": ids_t, "position_ids": positions, "attention_mask": mask, **inputs}
-    if with_image:
-        image = open_image(SAMPLE_IMAGE)
-        kwargs.update({f"vision_{k}": v for k, v in get_image_processor(config.eva["image_size"])(image).items()})
-    return kwargs
-
-
 def _torchinfo(model: Any, kwargs: dict[str, Any], depth: int) -> Any:
     import torch
     import torchinfo
@@ -118,23 +91,23 @@ def _none_kwarg_error(model: Any, kwargs: dict[str, Any]) -> str:
 
 def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 1234) -> Comparison:
     """Run both tools on the same model and inputs and count what each one shows."""
-    from ..cogvlm.build import build_model
-    from ..cogvlm.config import load_config
-    from ..recorder import trace as record
+    from ..adapters import adapter_for_config
     from ..render.common import HOOK_NAMES
     from ..render.hooks import render_hooks
     from ..render.modules import render_modules
+    from ..session import trace as record
 
-    config = load_config(config_spec)
+    adapter = adapter_for_config(config_spec)
+    config = adapter.load_config(config_spec)
     os.environ.setdefault("SAT_LOG_LEVEL", "ERROR")
     with _quiet(), record(None, categories=("construction",)) as built:
-        model = build_model(config, device="cpu", seed=seed).model
+        model = adapter.build(config, device="cpu", seed=seed).model
     construction = built.trace
-    kwargs = forward_inputs(config)
+    kwargs = adapter.prompt_inputs(config, QUERY)
     with _quiet():
         stats = _torchinfo(model, kwargs, depth)
         none_error = _none_kwarg_error(model, kwargs)
-        text_stats = _torchinfo(model, forward_inputs(config, with_image=False), depth)
+        text_stats = _torchinfo(model, adapter.prompt_inputs(config, QUERY, with_image=False), depth)
     import torch
 
     with _quiet(), torch.no_grad(), record(None, categories=("module", "hook")) as ran:
@@ -144,7 +117,7 @@ def measure(config_spec: str, *, depth: int = 10, width: int = 150, seed: int = 
     # recordings number their events from 0: shift the second so ids and parents stay unique.
     import dataclasses
 
-    from ..trace import Trace
+    from ..schema import Trace
 
     shift = 1 + max((e.id for e in construction.events), default=-1)
     runtime_events = tuple(dataclasses.replace(e, id=e.id + shift, parent=None if e.parent is None else e.parent + shift)
@@ -223,10 +196,10 @@ def differences(c: Comparison) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cogvlm.config import load_config
+    from ..adapters import adapter_for_config
     from ..errors import UserError
 
-    config = load_config(args.config)  # bad configs fail before torch is imported
+    config = adapter_for_config(args.config).load_config(args.config)  # bad configs fail before torch
     if args.depth < 1:
         raise UserError(f"--depth {args.depth}: expected a positive integer")
     count = int(config.values["hidden_size"]) * int(config.values["vocab_size"])

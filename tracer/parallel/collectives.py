@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from ..patching import PatchSet
-from ..recorder import Recorder
-from ..trace import Category, SourceLocation
+from ..schema import Category, SourceLocation
+from ..sink import Recorder
 
 __all__ = ["CATEGORY", "DIST_OPS", "MPU_OPS", "record_collectives"]
 

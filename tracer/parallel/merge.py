@@ -18,8 +18,8 @@ from typing import Any
 from ..errors import UserError
 from ..export import chrome_events
 from ..files import write_atomic
-from ..recorder import TRACE_FILE
-from ..trace import Trace
+from ..schema import Trace
+from ..session import TRACE_FILE
 
 __all__ = ["MERGED_FILE", "MergeError", "align_offset_ns", "load_rank_traces", "merge_chrome", "write_merged"]
 

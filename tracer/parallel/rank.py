@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from ..cogvlm.build import DEFAULT_SEED
-from ..recorder import TraceHandle, trace
+from ..session import TraceHandle, trace
 from .collectives import record_collectives
 
-__all__ = ["ALIGN_MARK", "broadcast_input", "init_distributed", "rank_dir", "traced_rank"]
+__all__ = ["ALIGN_MARK", "broadcast_input", "init_distributed", "rank_dir", "sample_logits", "traced_rank"]
 
 # data["align"] on the barrier that opens every rank's trace: the merge lines the lanes up at its end.
 ALIGN_MARK = "align"
@@ -84,3 +84,12 @@ def broadcast_input(read: Callable[[], Any], rank: int) -> Any:
     if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         torch.distributed.broadcast_object_list(box, 0)
     return box[0]
+
+
+def sample_logits(model: torch.nn.Module, args: Any) -> torch.Tensor:
+    """Logits of one fixed context forward (the adapter's inputs, seed 0): the same numbers on
+    every rank and in a single process, for comparing sizes."""
+    from ..cogvlm.adapter import ADAPTER
+
+    with torch.no_grad():
+        return model(**ADAPTER.forward_inputs(args, text_tokens=8, image_device="cpu", seed=0))[0]

@@ -130,13 +130,10 @@ def _read_query() -> str | None:
     return None if query.strip() in ("stop", "") else query
 
 
-def _logits(model: Any, config: Any) -> Any:
-    import torch
+def _logits(model: Any, args: Any) -> Any:
+    from .rank import sample_logits
 
-    from ..commands.summary import forward_inputs
-
-    with torch.no_grad():
-        return model(**forward_inputs(config))[0]
+    return sample_logits(model, args)
 
 
 def _save(tensor: Any, folder: Path, name: str, rank: int) -> None:
@@ -151,9 +148,9 @@ def _logits_job(config: Any, args: argparse.Namespace, rank: int, handle: Any) -
 
     if args.save is None:
         raise UserError("logits: --save DIR is required (expected a folder for logits_rank<r>.pt)")
-    model, _ = load_parallel(config, split=not args.no_split)
+    model, margs = load_parallel(config, split=not args.no_split)
     _note(handle, model, rank)
-    _save(_logits(model, config), Path(args.save), "logits", rank)
+    _save(_logits(model, margs), Path(args.save), "logits", rank)
 
 
 def _roundtrip(config: Any, args: argparse.Namespace, rank: int, handle: Any) -> None:
@@ -168,15 +165,15 @@ def _roundtrip(config: Any, args: argparse.Namespace, rank: int, handle: Any) ->
     size = torch.distributed.get_world_size()
     model, margs = load_parallel(config)  # split at load from the mp=1 checkpoint
     _note(handle, model, rank)
-    _save(_logits(model, config), work, "split", rank)
+    _save(_logits(model, margs), work, "split", rank)
     saved = save_parallel(model, margs, work / f"mp{size}")
     del model
-    model, _ = load_parallel(saved)  # mp_rank_XX files, one per rank
-    _save(_logits(model, config), work, "loaded", rank)
+    model, largs = load_parallel(saved)  # mp_rank_XX files, one per rank
+    _save(_logits(model, largs), work, "loaded", rank)
     del model
-    merged, _ = merge_parallel(saved, work / "merged" if rank == 0 else None)
+    merged, merged_args = merge_parallel(saved, work / "merged" if rank == 0 else None)
     if rank == 0:
-        _save(_logits(merged, config), work, "merged", rank)
+        _save(_logits(merged, merged_args), work, "merged", rank)
     else:
         from sat import mpu
 

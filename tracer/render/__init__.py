@@ -1,7 +1,7 @@
 """Views of a saved trace: terminal text (rich), Graphviz diagrams, the token-layout picture
 (Pillow) and a self-contained HTML report.
 
-Every renderer takes a :class:`tracer.trace.Trace` and returns text or bytes; none imports
+Every renderer takes a :class:`tracer.schema.Trace` and returns text or bytes; none imports
 torch or SAT (a test imports each module in a fresh interpreter and checks), so a trace
 renders on any machine. One module per view:
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..trace import Event, Trace
+from ..schema import Event, Trace
 from .common import children_index, delta_text, duration_text, source_text
 
 __all__ = ["CallNode", "call_label", "call_tree", "hook_changes", "render_calls"]

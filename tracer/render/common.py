@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..trace import Event, SourceLocation
+from ..schema import Event, SourceLocation, shape_text
 
 __all__ = [
     "HOOK_NAMES",
@@ -76,7 +76,7 @@ def _one_shape(info: Any) -> str:
     shape = shape_of(info)
     if shape is None:
         return "·"
-    text = "[" + ", ".join(str(s) for s in shape) + "]"
+    text = shape_text(shape)
     dtype = info.get("dtype", "float32") if isinstance(info, Mapping) else "float32"
     return text if dtype in ("float32", "") else f"{text} {dtype}"
 
@@ -213,3 +213,9 @@ def vscode_link(loc: SourceLocation | str | None, roots: Sequence[str] = ()) -> 
         return None
     path, line = found
     return f"vscode://file{path if path.startswith('/') else '/' + path}:{line}"
+
+
+def has_token_split(trace: Any) -> bool:
+    """Whether the trace's model adapter recorded a token split per hook dispatch (``branch``:
+    CogVLM's vision/language experts). Views show split columns only then."""
+    return any("branch" in e.data for e in trace.of("hook"))

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..trace import Trace
+from ..schema import Trace
 from .calls import hook_changes
-from .common import HOOK_NAMES, delta_text, fold_numeric
+from .common import HOOK_NAMES, delta_text, fold_numeric, has_token_split
 
 __all__ = ["HookRow", "MixinChange", "hook_rows", "mixin_changes", "render_hooks"]
 
@@ -128,12 +128,14 @@ def render_hooks(trace: Trace, *, width: int = 140, styles: bool = False) -> str
 
     parts: list[object] = []
     rows = hook_rows(trace)
+    split = has_token_split(trace)
     for model_path in dict.fromkeys(r.model_path for r in rows):
         title = "model" if not model_path else model_path
         table = Table(title=f"SAT hook table of {title} (hook_origins; 'default' = SAT's built-in implementation)",
                       title_justify="left", header_style="bold", show_edge=False, box=None, pad_edge=False)
         for name, justify in (("hook", "left"), ("served by", "left"), ("mixin class", "left"),
-                              ("dispatches", "right"), ("layers", "left"), ("vision / language tokens", "right")):
+                              ("dispatches", "right"), ("layers", "left"),
+                              *([("vision / language tokens", "right")] if split else [])):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for r in rows:
             if r.model_path != model_path:
@@ -141,7 +143,7 @@ def render_hooks(trace: Trace, *, width: int = 140, styles: bool = False) -> str
             toks = f"{r.vision_tokens:,} / {r.language_tokens:,}" if r.vision_tokens or r.language_tokens else ""
             style = "dim" if r.origin == "default" and not r.dispatches else ""
             table.add_row(r.hook, r.origin, r.mixin_class, str(r.dispatches) if r.dispatches else "",
-                          r.layers, toks, style=style)
+                          r.layers, *([toks] if split else []), style=style)
         parts += [table, ""]
 
     changes = mixin_changes(trace)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..trace import ModuleNode, Trace
+from ..schema import ModuleNode, Trace
 from .common import count_text, human_count, shapes_text
 
 __all__ = ["ModuleRow", "check_totals", "module_calls", "module_rows", "render_modules"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..trace import Event, Trace
+from ..schema import Event, Trace
 
 __all__ = ["CollectiveRow", "collective_rows", "collectives_dot", "hook_counts", "render_parallel_html",
            "render_parallel_text", "who_holds_what_svg"]
@@ -80,7 +80,7 @@ def collective_rows(trace: Trace) -> list[CollectiveRow]:
 def collectives_dot(trace: Trace) -> str:
     """The forward's layer roles in the order they first ran, each with the collectives it adds
     (calls over the whole run, one example shape, bytes on this rank): the architecture as the ranks see it."""
-    from .diagrams import _edge, _graph, _node
+    from .diagrams import edge, graph, node
 
     rows = collective_rows(trace)
     by_layer: dict[str, list[CollectiveRow]] = defaultdict(list)
@@ -95,11 +95,11 @@ def collectives_dot(trace: Trace) -> str:
     lines = []
     for i, role in enumerate(order):
         ops = "\n".join(f"{r.op} x{r.count} ({r.shapes}, {r.bytes:,} B)" for r in by_layer[role])
-        lines.append(_node(f"n{i}", f"{role}\n{ops}", fillcolor="#fde9c9"))
+        lines.append(node(f"n{i}", f"{role}\n{ops}", fillcolor="#fde9c9"))
         if i:
-            lines.append(_edge(f"n{i - 1}", f"n{i}"))
+            lines.append(edge(f"n{i - 1}", f"n{i}"))
     rank = trace.meta.get("rank", 0)
-    return _graph("collectives", lines, extra=f' label="collectives per layer, rank {rank}" labelloc=t')
+    return graph("collectives", lines, extra=f' label="collectives per layer, rank {rank}" labelloc=t')
 
 
 def hook_counts(traces: Sequence[Trace]) -> dict[str, list[int]]:

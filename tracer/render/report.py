@@ -13,9 +13,17 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..trace import Event, Trace
+from ..schema import Event, Trace
 from .calls import CallNode, call_label, call_tree, hook_changes
-from .common import count_text, delta_text, duration_text, human_count, source_text, vscode_link
+from .common import (
+    count_text,
+    delta_text,
+    duration_text,
+    has_token_split,
+    human_count,
+    source_text,
+    vscode_link,
+)
 from .hooks import hook_rows, mixin_changes
 from .modules import check_totals, module_rows
 from .steps import step_rows
@@ -169,29 +177,34 @@ def _header(trace: Trace) -> tuple[str, str]:
 
 def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[str] = ()) -> str:
     """The whole report as one HTML string (write it with ``encoding='utf-8'``)."""
-    from .diagrams import architecture_dot, calls_dot, modules_dot, to_svg
-    from .tokens import LayoutError, layout_png, render_layout_text
+    from .diagrams import to_svg
+    from .registry import views_for
 
+    views = views_for(trace)  # the generic views, with the model adapter's over them
     header, title = _header(trace)
     sections: list[tuple[str, str, str]] = []
 
     if trace.exception:
         sections.append(("exception", "Exception", f'<pre class="err">{_e(trace.exception)}</pre>'))
 
+    arch, calls_view, modules_dot = views["architecture"].dot, views["calls"].dot, views["modules"].dot
+    assert arch is not None and calls_view is not None and modules_dot is not None
     sections.append(("architecture", "Architecture",
-                     '<p class="note">CogVLM\'s forward pass as this trace recorded it: every shape on an edge is '
-                     'the shape of the context forward; every box names the module path that holds its weights.</p>'
-                     + _figure(lambda: to_svg(architecture_dot(trace)), "image/svg+xml", "architecture diagram")))
+                     f'<p class="note">{_e(views["architecture"].caption)}; every box names the module path that holds its '
+                     'weights.</p>'
+                     + _figure(lambda: to_svg(arch(trace)), "image/svg+xml", "architecture diagram")))
 
-    try:
-        layout_text = render_layout_text(trace)
-        layout = ('<p class="note">The input sequence of the chat turn, image tokens folded. The three masks and '
-                  'the position ids are exactly what the model received.</p>'
-                  + f'<figure class="wide"><img alt="token layout" src="{_data_uri("image/png", layout_png(trace, max_width=1320))}">'
-                  "</figure><details><summary>as text</summary><pre>" + _e(layout_text) + "</pre></details>")
-    except LayoutError as e:
-        layout = f'<p class="note">No token layout: {_e(e)}.</p>'
-    sections.append(("tokens", "Token layout", layout))
+    tokens = views.get("tokens")
+    if tokens is not None and tokens.png is not None:  # a model whose adapter draws its input sequence
+        try:
+            layout_text = tokens.render_text(trace)
+            layout = (f'<p class="note">{_e(tokens.caption)}: the input sequence of the chat turn, image tokens '
+                      'folded; masks and position ids exactly as the model received them.</p>'
+                      + f'<figure class="wide"><img alt="token layout" src="{_data_uri("image/png", tokens.png(trace))}">'
+                      "</figure><details><summary>as text</summary><pre>" + _e(layout_text) + "</pre></details>")
+        except tokens.errors as e:
+            layout = f'<p class="note">No token layout: {_e(e)}.</p>'
+        sections.append(("tokens", "Token layout", layout))
 
     forest = call_tree(trace)
     roots = list(source_roots)
@@ -203,7 +216,7 @@ def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[st
                      '<button onclick="setAll(\'calltree\', false)">collapse all</button></div>'
                      f'<div id="calltree">{calls}</div>'
                      '<details><summary>call graph (clustered by class, edges numbered in call order)</summary>'
-                     + _figure(lambda: to_svg(calls_dot(trace)), "image/svg+xml", "construction call graph", wide=True)
+                     + _figure(lambda: to_svg(calls_view(trace)), "image/svg+xml", "construction call graph", wide=True)
                      + "</details>"))
 
     mrows = module_rows(trace)
@@ -226,13 +239,17 @@ def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[st
                      + "</details>"))
 
     hrows = hook_rows(trace)
+    split_seen = has_token_split(trace)
     hook_html = []
     for model_path in dict.fromkeys(r.model_path for r in hrows):
         rows = [r for r in hrows if r.model_path == model_path]
+        # Token-split columns only for a model whose adapter records a split (CogVLM's experts).
+        split = ["vision tokens", "language tokens"] if split_seen else []
         hook_html.append(f"<h3>{_e(model_path or 'model')}</h3>" + _table(
-            ["hook", "served by", "mixin class", "dispatches", "layers", "vision tokens", "language tokens"],
-            [[r.hook, r.origin, r.mixin_class, str(r.dispatches or ""), r.layers,
-              f"{r.vision_tokens:,}" if r.vision_tokens else "", f"{r.language_tokens:,}" if r.language_tokens else ""]
+            ["hook", "served by", "mixin class", "dispatches", "layers", *split],
+            [[r.hook, r.origin, r.mixin_class, str(r.dispatches or ""), r.layers]
+             + ([f"{r.vision_tokens:,}" if r.vision_tokens else "",
+                 f"{r.language_tokens:,}" if r.language_tokens else ""] if split else [])
              for r in rows], numeric=(3, 5, 6),
             row_classes=["default" if r.origin == "default" and not r.dispatches else "" for r in rows]))
     changes = mixin_changes(trace)
@@ -247,11 +264,13 @@ def render_html(trace: Trace, *, timings: bool = True, source_roots: Sequence[st
 
     srows = step_rows(trace)
     step_headers = ["step", "phase", "tokens fed", "sequence length", "KV cache (mems) in", "sampled token",
-                    "module calls", "hook calls", "vision-expert tokens"] + (["time"] if timings else [])
+                    "module calls", "hook calls"] + (["vision-expert tokens"] if split_seen else []) \
+        + (["time"] if timings else [])
     steps_table = _table(step_headers, [
         [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems,
          "" if r.sampled_token is None else f"{r.sampled_token} {r.piece!r}" if r.piece else str(r.sampled_token),
-         str(r.modules), str(r.hooks), str(r.vision_tokens)] + ([duration_text(r.duration_ns)] if timings else [])
+         str(r.modules), str(r.hooks)] + ([str(r.vision_tokens)] if split_seen else [])
+        + ([duration_text(r.duration_ns)] if timings else [])
         for r in srows], numeric=(0, 2, 3, 6, 7, 8))
     response = trace.meta.get("response")
     query = trace.meta.get("query")

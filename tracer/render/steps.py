@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..trace import Trace
-from .common import children_index, descendants, duration_text, shapes_text
+from ..schema import Trace
+from .common import children_index, descendants, duration_text, has_token_split, shapes_text
 
 __all__ = ["StepRow", "render_steps", "step_rows"]
 
@@ -78,7 +78,10 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles
                         "fed to the model, modules/hooks = calls recorded inside the step)",
                   title_justify="left", header_style="bold", show_edge=False, box=None, pad_edge=False)
     columns = ["step", "phase", "fed", "seq len", "KV cache (mems) in", "sampled token",
-               "modules", "hooks", "vision tokens"]
+               "modules", "hooks"]
+    split = has_token_split(trace)
+    if split:
+        columns.append("vision tokens")
     if timings:
         columns.append("time")
     for name in columns:
@@ -92,7 +95,7 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles
     for r in rows:
         token = "" if r.sampled_token is None else str(r.sampled_token) + (f" {r.piece!r}" if r.piece else "")
         cells = [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems, token,
-                 str(r.modules), str(r.hooks), str(r.vision_tokens)]
+                 str(r.modules), str(r.hooks)] + ([str(r.vision_tokens)] if split else [])
         if timings:
             cells.append(duration_text(r.duration_ns))
         table.add_row(*cells)

@@ -33,6 +33,7 @@ __all__ = [
     "SourceLocation",
     "TensorInfo",
     "Trace",
+    "shape_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -45,6 +46,11 @@ EXTRA_CATEGORIES: tuple[Category, ...] = ("collective",)
 
 # One encoder for every item: json.dumps(..., ensure_ascii=False) builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def shape_text(shape: Any) -> str:
+    """``[1, 1264, 64]``: the one way a shape is written, in every view, command and export."""
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
 class SchemaError(ValueError):
@@ -89,7 +95,7 @@ class TensorInfo:
     @staticmethod
     def describe(shape: Any, dtype: str) -> str:
         """``[1, 1264, 64] float32``: how shapes are shown everywhere (renders, Chrome args)."""
-        return f"[{', '.join(map(str, shape))}] {dtype}"
+        return f"{shape_text(shape)} {dtype}"
 
     def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "dtype": self.dtype, "device": self.device}

@@ -3,8 +3,8 @@
 SAT's ``LLaMAModel`` and CogVLM's vision-expert attention rotate queries and keys with
 ``sat.model.position_embedding.triton_rotary_embeddings.FastRotaryEmbedding``. Its kernel is
 written in Triton and launched under ``torch.cuda.device(x.device.index)``, so on a CPU the
-forward pass dies with ``TypeError: '<' not supported between 'NoneType' and 'int'``
-(DESIGN.md §4). This module provides:
+forward pass dies with ``TypeError: '<' not supported between 'NoneType' and 'int'``.
+This module provides:
 
 * :func:`apply_rotary_torch` — the kernel's computation in plain torch (non-interleaved,
   GPT-NeoX style, and interleaved, GPT-J style);
@@ -120,7 +120,7 @@ def patch_fast_rotary() -> Iterator[None]:
 
     Example::
 
-        from tracer.cogvlm.rotary import patch_fast_rotary
+        from tracer.rotary import patch_fast_rotary
         with patch_fast_rotary():
             logits = upstream_model(**inputs)[0]
 

@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..trace import Trace
-from .fonts import font_for, has_cjk
+from ..render.fonts import font_for, has_cjk
+from ..schema import Trace
 
 __all__ = ["LAYOUT_KEYS", "LayoutError", "Segment", "layout_png", "layout_segments", "render_layout_text"]
 

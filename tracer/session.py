@@ -1,0 +1,158 @@
+"""Recording sessions: ``with tracer.trace(out_dir) as t:`` — patches in, events out, everything undone.
+
+A :class:`TraceHandle` opens one :class:`tracer.sink.Recorder`, installs the construction
+patches and runtime hooks that write into it, and on exit removes them, builds the
+:class:`tracer.schema.Trace` and writes the files.
+
+Rules this module enforces:
+
+* one recording at a time per process: a nested ``trace()`` raises :class:`TracingError`
+  naming where the active one started (patches are process-wide, so two recorders would
+  record each other's calls);
+* only the thread that opened the block is recorded; other threads run untouched;
+* whatever happens inside the block — normal exit, an exception, ``KeyboardInterrupt`` —
+  every patch and hook is removed before ``__exit__`` returns, the trace is built with the
+  exception in it, the files are written, and the exception propagates as the same object.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from .schema import CATEGORIES, Trace
+from .sink import Recorder
+
+__all__ = ["TraceHandle", "TracingError", "active_recorder", "trace", "write_files"]
+
+TRACE_FILE = "trace.json"
+CHROME_FILE = "trace.chrome.json"
+
+# The only module state: which recorder is active (the guard against nested recordings).
+_active: Recorder | None = None
+
+
+class TracingError(RuntimeError):
+    """Tracing cannot start or was used wrongly (e.g. a nested ``trace()`` block)."""
+
+
+def active_recorder() -> Recorder | None:
+    return _active
+
+
+def _exception_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+class TraceHandle:
+    """What ``with trace(...) as t`` gives: ``t.trace`` (after exit), ``t.paths`` written."""
+
+    def __init__(self, out_dir: str | Path | None, categories: Iterable[str], max_depth: int | None,
+                 max_steps: int | None, meta: dict[str, Any] | None) -> None:
+        cats = frozenset(categories)
+        unknown = sorted(cats - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"categories {unknown}: expected a subset of {list(CATEGORIES)}")
+        for name, value in (("max_depth", max_depth), ("max_steps", max_steps)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name}={value!r}: expected a non-negative integer or None")
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.meta = dict(meta or {})
+        self.recorder = Recorder(categories=cats, max_depth=max_depth, max_steps=max_steps)
+        self.trace: Trace | None = None
+        self.paths: dict[str, Path] = {}
+        self._uninstallers: list[Callable[[], None]] = []
+
+    def __enter__(self) -> TraceHandle:
+        global _active
+        if _active is not None:
+            raise TracingError(f"tracing is already active (a tracer.trace() block opened at {_active.started_at}); "
+                               "nested tracing is not supported: close the outer block first")
+        if self.trace is not None or self._uninstallers:
+            raise TracingError("this tracer.trace() handle has already recorded; call tracer.trace() again")
+        caller = sys._getframe(1)
+        self.recorder.started_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+        _active = self.recorder
+        try:
+            rec = self.recorder
+            if rec.wants("construction"):
+                from .construction import install as install_construction
+
+                self._uninstallers.append(install_construction(rec))
+            if rec.categories & {"module", "hook", "generation"}:
+                from .runtime import install as install_runtime
+
+                self._uninstallers.append(install_runtime(rec))
+        except BaseException:
+            self._uninstall()
+            raise
+        return self
+
+    def _uninstall(self) -> None:
+        global _active
+        try:
+            while self._uninstallers:
+                self._uninstallers.pop()()
+        finally:
+            _active = None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        try:
+            self._uninstall()
+        finally:
+            # sys.exit(0) ends a script normally: not an exception worth reporting.
+            clean_exit = isinstance(exc, SystemExit) and exc.code in (0, None)
+            text = None if exc is None or clean_exit else _exception_text(exc)
+            self.recorder.close_all(None if text is None or exc is None else f"{type(exc).__name__}: {exc}")
+            self.trace = self.recorder.build(exception=text, meta=self.meta)
+            if self.out_dir is not None:
+                try:
+                    self.paths = write_files(self.trace, self.out_dir)
+                except OSError as e:
+                    if exc is None:
+                        raise
+                    exc.add_note(f"cogvlm-tracer: could not write the trace to {self.out_dir}: {e}")
+        return False  # never swallow: the traced code's exception propagates unchanged
+
+
+def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed)."""
+    import io
+
+    from .export import write_chrome, write_json
+    from .files import write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
+    for key, writer in (("json", write_json), ("chrome", write_chrome)):
+        text = io.StringIO()
+        writer(trace_, text)
+        write_atomic(paths[key], text.getvalue())  # complete or not at all (Ctrl-C, disk full)
+    return paths
+
+
+def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,
+          max_depth: int | None = None, max_steps: int | None = None,
+          meta: dict[str, Any] | None = None) -> TraceHandle:
+    """Record SAT construction calls and runtime shapes inside a ``with`` block.
+
+    Example::
+
+        import tracer
+        with tracer.trace("out/") as t:              # writes out/trace.json, out/trace.chrome.json
+            model = build_model("configs/tiny/cogvlm-grounding-generalist").model
+            model(**inputs)
+        print(len(t.trace.events))
+
+    ``categories``: any of construction, module, hook, generation (fewer = cheaper);
+    ``max_depth``: events nested deeper than this are not recorded;
+    ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
+    forward is step 0 and always recorded when generation is traced).
+    """
+    return TraceHandle(out_dir, categories, max_depth, max_steps, meta)
