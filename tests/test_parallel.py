@@ -124,12 +124,15 @@ def test_stale_rank_after_merge_is_named(roundtrip: Path) -> None:
 def test_dropout_left_on_is_named(cache: Path) -> None:
     from tracer.cogvlm.build import build_model
     from tracer.parallel.checks import ParallelError, check_eval
+    from tracer.parallel.rank import sample_logits
 
-    model = build_model(CONFIG).model
-    check_eval(model)  # eval mode: fine
-    model.train()  # what from_pretrained returns
+    built = build_model(CONFIG)
+    check_eval(built.model)  # eval mode: fine
+    built.model.train()  # what from_pretrained returns
     with pytest.raises(ParallelError, match=r"training mode: dropout .* \(p=0\.1\)"):
-        check_eval(model)
+        check_eval(built.model)
+    with pytest.raises(ParallelError, match="expected model.eval"):  # the comparison helper refuses it too
+        sample_logits(built.model, built.args)
 
 
 # ---------------------------------------------------------------------------------------------

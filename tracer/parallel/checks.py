@@ -103,11 +103,7 @@ def check_eval(model: nn.Module) -> None:
     if not model.training:
         return
     for path, module in model.named_modules():
-        p = getattr(module, "p", None)
-        if isinstance(module, nn.modules.dropout._DropoutNd) and p:
-            raise ParallelError(f"model is in training mode: dropout {path} (p={p}) makes every forward differ "
-                                f"(from_pretrained returns a model in training mode); expected model.eval() "
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p:
+            raise ParallelError(f"model is in training mode: dropout {path} (p={module.p}) makes every forward "
+                                f"differ (from_pretrained returns a model in training mode); expected model.eval() "
                                 f"before comparing logits")
-        if "dropout" in type(module).__name__.lower() and p:
-            raise ParallelError(f"model is in training mode: {path} (p={p}) makes every forward differ; "
-                                f"expected model.eval() before comparing logits")

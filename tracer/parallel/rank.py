@@ -38,7 +38,6 @@ def rank_dir(out: str | Path, rank: int) -> Path:
 def init_distributed(seed: int = DEFAULT_SEED) -> tuple[int, int]:
     """Join the job's process group the way SAT does for a model-only run; (rank, world size)."""
     from sat.arguments import _simple_init
-    from sat.helpers import print_rank0  # noqa: F401 - SAT's logger, bound before any capture
 
     size = int(os.environ.get("WORLD_SIZE", 1))
     _simple_init(model_parallel_size=size, seed=seed)
@@ -88,8 +87,16 @@ def broadcast_input(read: Callable[[], Any], rank: int) -> Any:
 
 def sample_logits(model: torch.nn.Module, args: Any) -> torch.Tensor:
     """Logits of one fixed context forward (the adapter's inputs, seed 0): the same numbers on
-    every rank and in a single process, for comparing sizes."""
+    every rank and in a single process, for comparing sizes. Refuses, in one line, the two states
+    that make such a comparison meaningless: dropout on, or a stale shard (:mod:`.checks`)."""
+    from sat import mpu
+
     from ..cogvlm.adapter import ADAPTER
+    from .checks import check_eval, check_partition
+
+    check_eval(model)
+    size = mpu.get_model_parallel_world_size() if mpu.model_parallel_is_initialized() else 1
+    check_partition(model, size, torch.distributed.get_rank() if torch.distributed.is_initialized() else 0)
 
     with torch.no_grad():
         return model(**ADAPTER.forward_inputs(args, text_tokens=8, image_device="cpu", seed=0))[0]
