@@ -4,7 +4,7 @@ Two sweeps on the tiny model, each in one fresh process (:mod:`bench.worker`):
 
 * **tokens** — the loaded tiny pipeline generates exactly N tokens (SAT's
   ``filling_sequence``, greedy, no end token: :func:`bench.workload.generate`), untraced
-  and under full runtime tracing, for N = 1 … 64;
+  and under full runtime tracing, for N = 1 … 256;
 * **layers** — the tiny model is built with N language layers (``build_model(num_layers=N)``,
   the article's own knob, at tiny width) and generates a fixed number of tokens.
 
@@ -27,7 +27,7 @@ from .worker import run_task
 
 __all__ = ["LAYER_TOKENS", "layers_sweep", "measure", "tokens_sweep"]
 
-TOKENS_FULL = (1, 2, 4, 8, 16, 32, 64)
+TOKENS_FULL = (1, 4, 16, 32, 64, 128, 256)
 TOKENS_QUICK = (1, 4, 16)
 LAYERS_FULL = (2, 4, 8, 16, 32)
 LAYERS_QUICK = (2, 8)

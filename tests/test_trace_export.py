@@ -21,7 +21,7 @@ CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 
 
 def _record(out: Path | None = None) -> Trace:
-    with tracer.trace(out) as handle:
+    with tracer.trace(out, chrome=True) as handle:  # the Chrome file is written on request
         result = build_model(CONFIG)
         with torch.no_grad():
             result.model(**tiny_forward_inputs(result.args))

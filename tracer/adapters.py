@@ -121,14 +121,22 @@ def resolve_config(spec: str | Path) -> Path:
                     f"or a shipped name such as tiny/cogvlm-grounding-generalist)")
 
 
+# A model config is a few levels deep; far deeper is a hostile file (configs of every model).
+MAX_CONFIG_NESTING = 16
+
+
 def config_model_class(spec: str | Path) -> str:
     """The ``model_class`` a config names (SAT's ``AutoModel`` key); '' when it names none."""
     path = resolve_config(spec)
+    from .jsonlimits import NestingError, loads_bounded
+
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
+        values = loads_bounded(path.read_text(encoding="utf-8"), MAX_CONFIG_NESTING)
+    except NestingError as e:
+        raise UserError(f"{path}: {e}") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except (OSError, UnicodeDecodeError, RecursionError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")

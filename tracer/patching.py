@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PatchSet", "copy_function"]
+from .errors import TracingError
+
+__all__ = ["PatchSet", "copy_function", "is_trampoline"]
 
 _TARGET = "__cogtrace_target__"
 _MISSING = object()
@@ -60,6 +62,11 @@ def _trampoline_code(n_free: int) -> types.CodeType:
             raise RuntimeError(f"trampoline has {len(code.co_freevars)} free variables, expected {n_free}")
         _trampolines[n_free] = code
     return code
+
+
+def is_trampoline(func: types.FunctionType) -> bool:
+    """True when ``func`` currently runs our trampoline instead of its own code."""
+    return func.__code__ in _trampolines.values() or _TARGET in (func.__kwdefaults__ or {})
 
 
 def copy_function(func: types.FunctionType) -> types.FunctionType:
@@ -109,6 +116,11 @@ class PatchSet:
         """
         if not isinstance(func, types.FunctionType) or id(func) in self._patched:
             return False
+        if is_trampoline(func):
+            # Another recording's patch is still in place (it was never undone, or two recordings
+            # interleaved): copying it as "the original" would make the leak permanent.
+            raise TracingError(f"{func.__module__}.{func.__qualname__} is still patched by another tracing "
+                               "session (its code is cogvlm-tracer's trampoline); refusing to patch it again")
         original = copy_function(func)
         wrapper = make_wrapper(original)
         n_free = len(func.__code__.co_freevars)

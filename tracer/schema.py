@@ -42,6 +42,9 @@ CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generatio
 # Recorded only when a model-parallel run asks for it (tracer.parallel.collectives); a trace
 # file may hold them, so readers accept them.
 EXTRA_CATEGORIES: tuple[Category, ...] = ("collective",)
+# Deepest nesting a trace.json may have: its own structure is ~6 levels (events, data, inputs,
+# shape); far deeper is a hostile or broken file, refused before a renderer recurses into it.
+MAX_NESTING = 64
 
 
 # One encoder for every item: json.dumps(..., ensure_ascii=False) builds a new one per call.
@@ -236,8 +239,12 @@ class Trace:
 
     @classmethod
     def load(cls, stream: TextIO) -> Trace:
+        from .jsonlimits import NestingError, loads_bounded
+
         try:
-            raw = json.load(stream)
+            raw = loads_bounded(stream.read(), MAX_NESTING)
         except json.JSONDecodeError as e:
             raise SchemaError(f"not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        except NestingError as e:
+            raise SchemaError(str(e)) from e
         return cls.from_json(raw)

@@ -6,9 +6,10 @@ patches and runtime hooks that write into it, and on exit removes them, builds t
 
 Rules this module enforces:
 
-* one recording at a time per process: a nested ``trace()`` raises :class:`TracingError`
-  naming where the active one started (patches are process-wide, so two recorders would
-  record each other's calls);
+* one recording at a time per process: a nested ``trace()`` — or a second thread entering
+  one at the same moment — raises :class:`TracingError` naming where the active one started
+  (patches are process-wide, so two recorders would record each other's calls, and undoing
+  them out of order would leave patches behind for good);
 * only the thread that opened the block is recorded; other threads run untouched;
 * whatever happens inside the block — normal exit, an exception, ``KeyboardInterrupt`` —
   every patch and hook is removed before ``__exit__`` returns, the trace is built with the
@@ -17,13 +18,16 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from .errors import TracingError  # defined with the other errors so tracer.patching can raise it too
 from .schema import CATEGORIES, Trace
 from .sink import Recorder
 
@@ -32,12 +36,10 @@ __all__ = ["TraceHandle", "TracingError", "active_recorder", "trace", "write_fil
 TRACE_FILE = "trace.json"
 CHROME_FILE = "trace.chrome.json"
 
-# The only module state: which recorder is active (the guard against nested recordings).
+# The only module state: which recorder is active (the guard against nested recordings), and
+# the lock that makes checking and claiming it one step for threads entering together.
 _active: Recorder | None = None
-
-
-class TracingError(RuntimeError):
-    """Tracing cannot start or was used wrongly (e.g. a nested ``trace()`` block)."""
+_claim = threading.Lock()
 
 
 def active_recorder() -> Recorder | None:
@@ -52,7 +54,7 @@ class TraceHandle:
     """What ``with trace(...) as t`` gives: ``t.trace`` (after exit), ``t.paths`` written."""
 
     def __init__(self, out_dir: str | Path | None, categories: Iterable[str], max_depth: int | None,
-                 max_steps: int | None, meta: dict[str, Any] | None) -> None:
+                 max_steps: int | None, meta: dict[str, Any] | None, chrome: bool = False) -> None:
         cats = frozenset(categories)
         unknown = sorted(cats - set(CATEGORIES))
         if unknown:
@@ -61,6 +63,7 @@ class TraceHandle:
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name}={value!r}: expected a non-negative integer or None")
         self.out_dir = None if out_dir is None else Path(out_dir)
+        self.chrome = chrome
         self.meta = dict(meta or {})
         self.recorder = Recorder(categories=cats, max_depth=max_depth, max_steps=max_steps)
         self.trace: Trace | None = None
@@ -69,14 +72,16 @@ class TraceHandle:
 
     def __enter__(self) -> TraceHandle:
         global _active
-        if _active is not None:
-            raise TracingError(f"tracing is already active (a tracer.trace() block opened at {_active.started_at}); "
-                               "nested tracing is not supported: close the outer block first")
         if self.trace is not None or self._uninstallers:
             raise TracingError("this tracer.trace() handle has already recorded; call tracer.trace() again")
         caller = sys._getframe(1)
         self.recorder.started_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
-        _active = self.recorder
+        with _claim:  # check-then-set without a lock let two threads both install (and leak) patches
+            if _active is not None:
+                raise TracingError(f"tracing is already active (a tracer.trace() block opened at "
+                                   f"{_active.started_at}); nested tracing is not supported: close the outer "
+                                   "block first")
+            _active = self.recorder
         try:
             rec = self.recorder
             if rec.wants("construction"):
@@ -112,7 +117,7 @@ class TraceHandle:
             self.trace = self.recorder.build(exception=text, meta=self.meta)
             if self.out_dir is not None:
                 try:
-                    self.paths = write_files(self.trace, self.out_dir)
+                    self.paths = write_files(self.trace, self.out_dir, chrome=self.chrome)
                 except OSError as e:
                     if exc is None:
                         raise
@@ -120,32 +125,38 @@ class TraceHandle:
         return False  # never swallow: the traced code's exception propagates unchanged
 
 
-def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``trace.json`` and ``trace.chrome.json`` into ``out_dir`` (created if needed)."""
+def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True, chrome: bool = True) -> dict[str, Path]:
+    """Write ``trace.json`` and (with ``chrome``) ``trace.chrome.json`` into ``out_dir`` (created if
+    needed, or replaced as a whole: see :class:`tracer.files.StagedFolder`)."""
     import io
 
     from .export import write_chrome, write_json
-    from .files import write_atomic
+    from .files import StagedFolder, write_atomic
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / TRACE_FILE, "chrome": out / CHROME_FILE}
-    for key, writer in (("json", write_json), ("chrome", write_chrome)):
-        text = io.StringIO()
-        writer(trace_, text)
-        write_atomic(paths[key], text.getvalue())  # complete or not at all (Ctrl-C, disk full)
+    # Both files, or the previous pair, never one of each (Ctrl-C, disk full): staged, then swapped
+    # in; ``staged=False`` when ``out_dir`` is itself a caller's staging folder (cogtrace report).
+    with StagedFolder(out, owned={TRACE_FILE, CHROME_FILE}) if staged else contextlib.nullcontext(out) as stage:
+        writers = ((TRACE_FILE, write_json), (CHROME_FILE, write_chrome)) if chrome else ((TRACE_FILE, write_json),)
+        for name, writer in writers:
+            text = io.StringIO()
+            writer(trace_, text)
+            write_atomic(stage / name, text.getvalue())
+    paths = {"json": out / TRACE_FILE}
+    if chrome:
+        paths["chrome"] = out / CHROME_FILE
     return paths
 
 
 def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,
           max_depth: int | None = None, max_steps: int | None = None,
-          meta: dict[str, Any] | None = None) -> TraceHandle:
+          meta: dict[str, Any] | None = None, chrome: bool = False) -> TraceHandle:
     """Record SAT construction calls and runtime shapes inside a ``with`` block.
 
     Example::
 
         import tracer
-        with tracer.trace("out/") as t:              # writes out/trace.json, out/trace.chrome.json
+        with tracer.trace("out/") as t:              # writes out/trace.json on exit
             model = build_model("configs/tiny/cogvlm-grounding-generalist").model
             model(**inputs)
         print(len(t.trace.events))
@@ -153,6 +164,9 @@ def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATE
     ``categories``: any of construction, module, hook, generation (fewer = cheaper);
     ``max_depth``: events nested deeper than this are not recorded;
     ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
-    forward is step 0 and always recorded when generation is traced).
+    forward is step 0 and always recorded when generation is traced);
+    ``chrome``: also write ``trace.chrome.json`` (Perfetto). Off by default: it repeats what
+    ``trace.json`` holds and cost as much again to write; ``cogtrace render --format chrome``
+    makes it from ``trace.json`` whenever it is wanted.
     """
-    return TraceHandle(out_dir, categories, max_depth, max_steps, meta)
+    return TraceHandle(out_dir, categories, max_depth, max_steps, meta, chrome)

@@ -137,7 +137,7 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
     if num_layers is not None:
         meta["num_layers"] = num_layers
     with trace(out_dir, categories=tuple(categories) if categories is not None else CATEGORIES,
-               max_depth=max_depth, meta=meta) as handle:
+               max_depth=max_depth, meta=meta, chrome=True) as handle:
         result = adapter.build(spec, device="meta", num_layers=num_layers)
         inputs = adapter.forward_inputs(result.args, text_tokens=text_tokens)
         with MetaWithValues(), torch.no_grad():

@@ -179,6 +179,11 @@ def _library_meta() -> dict[str, Any]:
     sat = _sat_version()
     if sat is not None:
         meta["sat"] = sat
+    from .chatter import active_log
+
+    library_log = active_log()  # SAT's and DeepSpeed's log lines, kept here instead of printed
+    if library_log is not None:
+        meta["library_log"] = list(library_log)
     return meta
 
 

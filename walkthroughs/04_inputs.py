@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import DEFAULT_CONFIG, Walkthrough, run
+from _common import DEFAULT_CONFIG, Walkthrough, run, walkthrough_folder
 
 from tracer.cogvlm import SAMPLE_IMAGE  # the shipped picture (importing tracer.cogvlm is cheap)
 
@@ -43,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt template (default: chat_old, what cogvlm-chat-v1.1 uses)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="where to write the token-layout picture, if the renderer is installed "
-                             "(default: a new temporary folder)")
+                             "(default: walkthroughs/04 in the cache folder, replaced by each run)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = {"tokens": input_ids.tolist(), "pieces": [piece(i) for i in range(len(input_ids))],
               **masks, "position_ids": position_ids[0].tolist()}
     w.print(render_layout_text(layout, width=110))
-    out_dir = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="cogtrace-04-"))
+    out_dir = Path(opts.out) if opts.out else walkthrough_folder("04")
     out_dir.mkdir(parents=True, exist_ok=True)
     picture = out_dir / "token_layout.png"
     picture.write_bytes(layout_png(layout))

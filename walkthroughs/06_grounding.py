@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import DEFAULT_CONFIG, Walkthrough, run
+from _common import DEFAULT_CONFIG, Walkthrough, run, walkthrough_folder
 
 from tracer.cogvlm import SAMPLE_IMAGE  # the shipped picture (importing tracer.cogvlm is cheap)
 
@@ -42,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"model config (default: {DEFAULT_CONFIG})")
     parser.add_argument("--image", default=str(SAMPLE_IMAGE), help="image file (default: the shipped sample)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="folder for output.png (default: a new temporary folder)")
+                        help="folder for output.png (default: walkthroughs/06 in the cache folder, replaced by each run)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tracer.cogvlm.text_processor import TextProcessor, grounding_prompt
     from tracer.cogvlm.tokenizer import tokenizer_for_config
 
-    out_dir = Path(opts.out) if opts.out else Path(tempfile.mkdtemp(prefix="cogtrace-06-"))
+    out_dir = Path(opts.out) if opts.out else walkthrough_folder("06")
     out_dir.mkdir(parents=True, exist_ok=True)
     image = open_image(opts.image)
 

@@ -282,6 +282,15 @@ class Walkthrough:
         self.console.print(table)
 
 
+def walkthrough_folder(number: str) -> Path:
+    """Where a walkthrough writes its pictures without ``--out``: one fixed folder per
+    walkthrough in the toolkit's cache, reused by every run (no new temporary folder each time),
+    so the printed path still opens after the script ends."""
+    from tracer.cogvlm.checkpoint import cache_root
+
+    return cache_root() / "walkthroughs" / number
+
+
 def run(main: Callable[[], int]) -> int:
     """Call a walkthrough's ``main()``: a user error (bad --config, missing image) is one line,
     Ctrl+C is a quiet stop; anything else is a real bug and keeps its traceback."""

@@ -14,10 +14,13 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SAMPLE_IMAGE", "CogVLMModel", "build_model"]
+__all__ = ["DEFAULT_QUERY", "SAMPLE_IMAGE", "CogVLMModel", "build_model"]
 
 # The picture every default run talks about (cogtrace chat/report, walkthroughs, scripts).
 SAMPLE_IMAGE = Path(__file__).parent / "assets" / "sample.png"
+# The question every default run asks about it: the sample holds a red square, a blue circle and a
+# green triangle, so it is one a trained grounding model can answer with a box.
+DEFAULT_QUERY = "Where is the red square in the image? Answer with coordinates."
 
 _LAZY = {"CogVLMModel": ".model", "build_model": ".build"}
 

@@ -37,7 +37,12 @@ class CogVLMAdapter:
 
     # -- build and load -------------------------------------------------------------------
     def load_config(self, spec: str | Path) -> ModelConfig:
-        return load_config(spec)
+        """The checked config, values typed as SAT's argparse declares them (before any build)."""
+        from .config_types import check_config_types
+
+        config = load_config(spec)
+        check_config_types(config)
+        return config
 
     def build(self, spec: str | ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
               seed: int = DEFAULT_SEED) -> BuildResult:

@@ -27,6 +27,8 @@ from ..devices import ForceDevice
 from ..errors import UserError
 from ..values import count_parameters
 from .config import ModelConfig, load_config
+from .config_types import check_config_types
+from .memory import check_fits
 from .model import CogVLMModel
 
 __all__ = ["DEFAULT_SEED", "BuildResult", "build_model", "environment_args", "inference_args"]
@@ -97,13 +99,18 @@ def placement(device: str, seed: int) -> Iterator[None]:
 
 
 def build_model(spec: str | ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
-                seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> BuildResult:
+                seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None,
+                check_memory: bool = True) -> BuildResult:
     """Build CogVLM through SAT's ``get_model`` the way the article does.
 
     ``device='meta'`` builds the full 17.6B model in about a second and no memory: every
     tensor factory is forced onto the meta device (see :class:`tracer.devices.ForceDevice`).
+    A CPU build that cannot fit in free memory is refused first (:func:`.memory.check_fits`).
     """
     config = spec if isinstance(spec, ModelConfig) else load_config(spec)
+    check_config_types(config)
+    if device == "cpu" and check_memory:
+        check_fits(config, num_layers)
     args = inference_args(config, device=device, num_layers=num_layers, seed=seed, overrides=overrides)
     with placement(device, seed):
         model = get_model(args, CogVLMModel)

@@ -60,10 +60,15 @@ class SamplingOptions:
     top_k: int = 1
     temperature: float = 0.8
     seed: int | None = 1234
+    # Answer tokens at most, on top of max_length (None: up to max_length). Upstream has none,
+    # and an untrained tiny model then babbles until its 2048 slots are full.
+    max_new_tokens: int | None = None
 
     def check(self) -> None:
         if self.max_length <= 1:
             raise UserError(f"--max-length {self.max_length}: expected an integer > 1")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens {self.max_new_tokens}: expected a positive integer")
         if not 0.0 <= self.top_p <= 1.0:
             raise UserError(f"--top-p {self.top_p}: expected a number between 0 and 1")
         if self.top_k < 0:
@@ -145,7 +150,10 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     input_ids = inputs.pop("input_ids")[0]  # (C,)
     context_length = len(input_ids)
     text_processor.check_room(context_length, options.max_length)
-    padding = torch.full((options.max_length - context_length,), -1, dtype=input_ids.dtype, device=device)
+    length = options.max_length
+    if options.max_new_tokens is not None:
+        length = min(length, context_length + options.max_new_tokens)
+    padding = torch.full((length - context_length,), -1, dtype=input_ids.dtype, device=device)
     seq = torch.cat([input_ids, padding])  # (max_length,)
     strategy = BaseStrategy(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k,
                             end_tokens=[text_processor.tokenizer.eos_token_id],
@@ -154,10 +162,22 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     return _Turn(query, history, prompt, pil, seq, context_length, strategy, get_func, {**vision, **inputs})
 
 
+# U+FFFD marks a byte-fallback piece decoded without the rest of its character; control
+# characters other than newline and tab (a lone <0x0B> piece) would move the terminal's cursor.
+_UNPRINTABLE = dict.fromkeys([0xFFFD, *(c for c in range(32) if chr(c) not in "\n\t"), 0x7F])
+
+
+def clean_response(text: str, sep: str) -> str:
+    """The answer as a person reads it: after the template's separator, without ``</s>``, lone
+    byte-fallback marks or control characters."""
+    return text.replace("</s>", "").split(sep)[-1].translate(_UNPRINTABLE).strip()
+
+
 def _finish(turn: _Turn, output_ids: list[int], text_processor: TextProcessor, started: float) -> ChatResult:
-    response = text_processor.tokenizer.decode(output_ids)
-    response = text_processor.process_response(response)
-    response = response.split(text_processor.sep)[-1].strip()
+    # Only the generated ids: decoding the whole sequence and splitting at the separator (as
+    # upstream does) repeats the prompt whenever the separator does not survive decoding.
+    response = text_processor.tokenizer.decode(output_ids[turn.context_length:])
+    response = clean_response(text_processor.process_response(response), text_processor.sep)
     return ChatResult(response=response, history=[*turn.history, (turn.query, response)], image=turn.pil,
                       prompt=turn.prompt, context_length=turn.context_length, output_ids=output_ids,
                       seconds=time.perf_counter() - started)
@@ -239,7 +259,7 @@ def _stream(turn: _Turn, model: nn.Module, text_processor: TextProcessor, option
         tokens, mems = step  # tokens: (1, C+n) after step n
         text = decode(tokens[0].tolist())
         if text and not text.endswith("\ufffd"):
-            piece = text_processor.process_response(text[offset:])
+            piece = text_processor.process_response(text[offset:]).translate(_UNPRINTABLE)
             offset = len(text)
             if not answered:  # the final response is stripped; so is the stream's start
                 piece = piece.lstrip()

@@ -51,6 +51,8 @@ from sat.training.model_io import extract_model_specific_args_to_dump
 from ..errors import UserError
 from .build import DEFAULT_SEED, DEVICES, build_model, environment_args, placement
 from .config import CONFIG_FILE, ModelConfig, load_config
+from .config_types import check_config_types
+from .memory import check_fits, count_parameters, rough_parameters
 from .model import CogVLMModel
 
 __all__ = [
@@ -388,7 +390,10 @@ def load_model(spec: str | Path | ModelConfig, *, device: str = "cpu", build_onl
     if device not in DEVICES:
         raise ValueError(f"device {device!r}: expected one of {list(DEVICES)}")
     config = spec if isinstance(spec, ModelConfig) else load_config(spec)
+    check_config_types(config)  # SAT's update_args_with_file copies values in unchecked
     if build_only:
+        if device == "cpu":
+            check_fits(config)  # before any build: a model that cannot fit is refused in a second
         return _from_pretrained(config.directory, device=device, seed=seed, build_only=True)
     if device == "meta":
         raise CheckpointError(f"{config.directory}: device 'meta' holds no values, so weights cannot be loaded "
@@ -398,17 +403,34 @@ def load_model(spec: str | Path | ModelConfig, *, device: str = "cpu", build_onl
         weights, shapes = _checkpoint_shapes(directory)  # a broken folder fails before any build
         expected = _expected_shapes(config, seed)
     else:
-        expected = _expected_shapes(config, seed)
-        count = sum(shape.numel() for shape in expected.values())
+        # From small meta builds (memory.py): a config of 1e9 layers is refused here in a second,
+        # where a meta build of the whole model would take hours.
+        count = rough_parameters(config)
+        if count > GENERATE_LIMIT // 2:
+            count = count_parameters(config)
         if count > GENERATE_LIMIT:
             raise CheckpointError(f"{config.directory}: no weights here (no '{TRACKER_FILE}' file), and at "
                                   f"{count:,} weights the model is too big to generate random ones (limit "
                                   f"{GENERATE_LIMIT:,}); expected a downloaded checkpoint folder, or build_only=True")
+        expected = _expected_shapes(config, seed)
         with _untraced():
             directory = generated_checkpoint(config, seed)
         weights, shapes = _checkpoint_shapes(directory)
     verify_state_dict(shapes, expected, where=str(weights))
-    return _from_pretrained(directory, device=device, seed=seed, build_only=False)
+    check_fits(config)  # the checkpoint matches the config: can this machine hold it?
+    model, args = _from_pretrained(directory, device=device, seed=seed, build_only=False)
+    check_finite(model, weights)
+    return model, args
+
+
+def check_finite(model: torch.nn.Module, weights: Path) -> None:
+    """Refuse weights holding NaN or Inf, naming the first such key: they would surface much
+    later as SAT's ``nan in logits`` in the middle of generation."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
+            raise CheckpointError(f"{weights}: weight '{name}' holds {kind} values; expected finite numbers "
+                                  f"(a damaged or diverged checkpoint){_hint(weights.parent.parent)}")
 
 
 def _from_pretrained(directory: Path, *, device: str, seed: int,

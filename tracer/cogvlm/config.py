@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..jsonlimits import NestingError, loads_bounded
 
 __all__ = ["CONFIG_ROOT", "ConfigError", "ModelConfig", "load_config", "resolve_config_path"]
 
@@ -24,6 +25,8 @@ CONFIG_FILE = "model_config.json"
 # Model classes this toolkit builds; a config naming anything else is refused up front.
 KNOWN_MODEL_CLASSES = ("CogVLMModel",)
 KNOWN_VISION_CLASSES = ("EVA2CLIPModel",)
+# A model_config.json is two levels deep (eva_args, image_size); anything far deeper is not one.
+MAX_NESTING = 16
 
 _LM_INTS = ("num_layers", "hidden_size", "num_attention_heads", "vocab_size", "inner_hidden_size", "image_length")
 _EVA_INTS = ("num_layers", "hidden_size", "num_attention_heads", "inner_hidden_size", "patch_size", "in_channels")
@@ -118,7 +121,14 @@ def _check(where: str, cfg: dict[str, Any]) -> None:
         raise ConfigError(f"{where}: key 'image_length' = {cfg['image_length']}: expected (image_size / patch_size)^2 "
                           f"= ({size[0]}/{patch})*({size[1]}/{patch}) = {patches}")
     pre, post = eva.get("pre_len", 1), eva.get("post_len", 0)
+    for key, value in (("pre_len", pre), ("post_len", post)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: key 'eva_args.{key}' = {value!r}: expected a non-negative integer")
     seq = eva.get("max_sequence_length")
+    if seq is not None:
+        _int(where, "eva_args.max_sequence_length", seq)
+    if "max_sequence_length" in cfg:
+        _int(where, "max_sequence_length", cfg["max_sequence_length"])
     if seq is not None and seq != pre + patches + post:
         raise ConfigError(f"{where}: key 'eva_args.max_sequence_length' = {seq}: expected pre_len + patches + post_len "
                           f"= {pre} + {patches} + {post} = {pre + patches + post}")
@@ -132,9 +142,11 @@ def load_config(spec: str | Path) -> ModelConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the file ({e.__class__.__name__}: {e})") from e
     try:
-        values = json.loads(text)
+        values = loads_bounded(text, MAX_NESTING)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    except NestingError as e:
+        raise ConfigError(f"{path}: {e}") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
     _check(str(path), values)

@@ -44,11 +44,15 @@ def trace_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_output(path: str) -> Path:
+    """The ``-o`` folder, refused before any model work if it cannot be written (see
+    :func:`tracer.files.check_writable_folder`); the trace is later swapped in as a whole."""
+    from ..files import check_writable_folder
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {path}: exists and is not a directory (expected a folder for trace.json "
                         f"and trace.chrome.json)")
-    return out
+    return check_writable_folder(out)
 
 
 def report_written(paths: dict[str, Path]) -> None:

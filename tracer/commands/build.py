@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         meta = {"command": "build", "config": str(config.path), "device": args.device,
                 "num_layers": args.num_layers}
-        recording = trace(out, meta=meta, **options)
+        recording = trace(out, meta=meta, chrome=True, **options)
     start = time.perf_counter()
     with recording as handle:
         result = adapter.build(config, device=args.device, num_layers=args.num_layers,

@@ -13,17 +13,20 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cogvlm import SAMPLE_IMAGE
+from ..cogvlm import DEFAULT_QUERY, SAMPLE_IMAGE
 from ..errors import UserError
+from ..threads import SINGLE_THREAD_BELOW
 
 if TYPE_CHECKING:
     from ..cogvlm.chat import ChatResult, SamplingOptions
     from ..cogvlm.image_processor import ImageProcessor
     from ..cogvlm.text_processor import TextProcessor
 
-# Below this many parameters a generation step is too little work to split across threads:
-# measured on 2 busy cores, one thread ran a tiny turn 6-8x faster than two.
-SINGLE_THREAD_BELOW = 100_000_000
+# Inside out/ (ignored by git, where `make report` writes too): never a stray file in a checkout.
+DEFAULT_OUTPUT = "out/output.png"
+# Enough for a grounding answer with a few boxes; an untrained tiny model otherwise babbles
+# until --max-length is full (~800 tokens).
+DEFAULT_MAX_NEW_TOKENS = 64
 WELCOME = ('Welcome to the CogVLM CLI (cogtrace). Enter an image path (Enter for {default}), then questions. '
            'Type "clear" to start over with another image, or "stop" to end.')
 
@@ -35,19 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=None, metavar="PATH",
                         help=f"image to talk about (default: the shipped sample, {SAMPLE_IMAGE.name})")
     parser.add_argument("--query", default=None, metavar="TEXT",
-                        help="answer this one question and exit (default: interactive loop)")
+                        help=f"answer this one question and exit (default: interactive loop; try {DEFAULT_QUERY!r})")
     parser.add_argument("--version", default=None, metavar="VERSION",
                         help="prompt template: chat, vqa, chat_old or base (default: the model's, "
                              "as in upstream's README; chat otherwise)")
     parser.add_argument("--max-length", type=int, default=2048, metavar="N",
                         help="total sequence length: prompt (image slots included) + answer (default 2048)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                        help=f"answer tokens at most (default {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--top-p", type=float, default=0.4, metavar="P", help="nucleus sampling (default 0.4)")
     parser.add_argument("--top-k", type=int, default=1, metavar="K", help="top-k sampling (default 1)")
     parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="default 0.8")
     parser.add_argument("--seed", type=int, default=1234,
                         help="seed for sampling: the same seed gives the same answer (default 1234)")
-    parser.add_argument("--output", default="output.png", metavar="PATH",
-                        help="where to save the image with grounding boxes (default output.png)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="PATH",
+                        help=f"where to save the image with grounding boxes (default {DEFAULT_OUTPUT})")
     parser.add_argument("--tokenizer", default=None, metavar="DIR",
                         help="tokenizer directory (vicuna-7b-v1.5) for real checkpoints; "
                              "tiny configs use the shipped one")
@@ -151,12 +156,16 @@ def run(args: argparse.Namespace) -> int:
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
     from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
+    from ..files import check_writable_file
 
     # 1. Everything the user typed, before the (slow) model load.
     config = load_config(args.config)
     version = choose_version(args.version, config.values, config.name)
     output = Path(args.output)
+    if args.output == DEFAULT_OUTPUT:
+        output.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(output)
+    check_writable_file(output)  # before the model turn, not after it
     max_position = int(config.values.get("max_sequence_length", args.max_length))
     if args.max_length > max_position:
         raise UserError(f"--max-length {args.max_length}: above the model's max_sequence_length {max_position}")
@@ -170,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin  # SAT's import: a few seconds
 
     options = SamplingOptions(max_length=args.max_length, top_p=args.top_p, top_k=args.top_k,
-                              temperature=args.temperature, seed=args.seed)
+                              temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens)
     options.check()
     if args.threads is not None and args.threads <= 0:
         raise UserError(f"--threads {args.threads}: expected a positive integer")

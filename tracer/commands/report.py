@@ -20,13 +20,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cogvlm import DEFAULT_QUERY
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..cogvlm.config import ModelConfig
     from ..schema import Trace
 
-DEFAULT_QUERY = "Where is the dog in the image? Answer with coordinates."
+# Every file a report folder can hold: a re-run replaces all of them at once, and keeps anything else.
+REPORT_FILES = frozenset({
+    "report.html", "trace.json", "trace.chrome.json", "output.png", "architecture.dot", "architecture.svg",
+    "architecture.png", "calls.svg", "modules.svg", "tokens.png", "tree.txt", "modules.txt", "hooks.txt",
+    "steps.txt", "tokens.txt"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,14 +98,13 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..adapters import adapter_for_config
+    from ..files import check_writable_folder
 
     adapter = adapter_for_config(args.config)
     config = adapter.load_config(args.config)
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: expected a positive integer")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: is a file, expected a folder")
+    out = check_writable_folder(args.output)  # before any model work
     parallel = args.nproc is not None and args.nproc != 1
     if args.build_only or args.device == "meta":
         if parallel:
@@ -114,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
     from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
 
     version = choose_version(args.version, config.values, config.name)
-    tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
+    try:
+        tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
+    except UserError as e:  # no tokenizer for a full-width config: the construction half still runs
+        raise UserError(f"{e}; or trace its construction alone with --device meta "
+                        f"(cogtrace report {args.config} --device meta)") from e
     # max_length is upstream's max_target_length, which inference never reads: the answer's
     # room is set below, from the prompt's own length.
     text_processor = TextProcessor(tokenizer, 1 << 30, int(config.values["image_length"]))
@@ -135,15 +143,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
     from ..cogvlm.grounding import save_grounding
+    from ..cogvlm.memory import rough_parameters
+    from ..files import StagedFolder
     from ..session import trace as record
     from ..session import write_files
+    from ..threads import threads_for
 
     options = SamplingOptions(max_length=max_length, seed=args.seed)
     meta: dict[str, Any] = {"command": f"cogtrace report {args.config}", "config": str(args.config),
                             "device": "cpu", "image": image_path, "query": query, "prompt_version": version}
     started = time.perf_counter()
     # Recorded in memory and written only on success: a failed run leaves no folder behind.
-    with record(None, meta=meta) as handle:
+    with threads_for(rough_parameters(config)), record(None, meta=meta) as handle:
         model, _ = adapter.load(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options)
@@ -154,10 +165,13 @@ def run(args: argparse.Namespace) -> int:
     traced = time.perf_counter() - started
     trace = handle.trace
     assert trace is not None  # set by the with block's exit
-    write_files(trace, out)  # creates the folder
-    grounding = save_grounding(result.image, result.response, out / "output.png")
     started = time.perf_counter()
-    written = write_views(trace, out)
+    # The whole folder is staged and swapped in at the end: Ctrl-C, SIGTERM or a full disk while
+    # writing leaves the previous report as it was, never the new trace beside old pictures.
+    with StagedFolder(out, owned=REPORT_FILES) as stage:
+        write_files(trace, stage, staged=False)
+        grounding = save_grounding(result.image, result.response, stage / "output.png")
+        written = {name: out / name for name in write_views(trace, stage)}
     rendered = time.perf_counter() - started
     print(f"Model: {result.response}")
     boxes = f"{len(grounding.boxes)} grounding boxes"
@@ -173,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _build_only(args: argparse.Namespace, adapter: Any, config: ModelConfig, out: Path) -> int:
     """The article's ``from_pretrained(..., build_only=True)``, traced: construction views only."""
+    from ..files import StagedFolder
     from ..session import trace as record
     from ..session import write_files
 
@@ -183,9 +198,10 @@ def _build_only(args: argparse.Namespace, adapter: Any, config: ModelConfig, out
         adapter.load(config, device=args.device, build_only=True, seed=args.seed)
     trace = handle.trace
     assert trace is not None
-    write_files(trace, out)  # creates the folder
     traced = time.perf_counter() - started
-    written = write_views(trace, out)
+    with StagedFolder(out, owned=REPORT_FILES) as stage:  # see run(): all of it or nothing
+        write_files(trace, stage, staged=False)
+        written = {name: out / name for name in write_views(trace, stage)}
     report = written["report.html"]
     print(f"built and traced in {traced:.1f} s ({len(trace.events)} construction events); "
           f"report: {report} ({report.stat().st_size / 1e6:.1f} MB)")

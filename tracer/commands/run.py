@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     out, rank_meta = rank_output(out)  # under torchrun: OUT/rank<r>/, merged by `cogtrace merge OUT`
     meta: dict[str, Any] = {"command": "run", "script": str(args.script), "argv": list(args.script_args),
                             "cpu_shims": bool(args.cpu), **rank_meta}
-    handle = trace(out, meta=meta, **options)
+    # Recorded in memory and written after the script, so a failure to write the trace is told
+    # apart from a failure of the script (and never printed as the script's traceback).
+    handle = trace(None, meta=meta, **options)
     shims = contextlib.ExitStack()  # the CPU substitutions, undone in the finally below
     code = 0
     # Changed only here, inside the try whose finally puts them back.
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except SystemExit as e:
         code = _exit_code(e.code)
     except KeyboardInterrupt:
-        report_written(handle.paths)
+        _write(handle, out, None)
         raise
     except Exception as e:  # noqa: BLE001 - printed as Python would, after the trace is written
         gpu = gpu_only_path(e)
@@ -109,5 +111,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shims.close()
         sys.argv, sys.path[:] = saved_argv, saved_path
-    report_written(handle.paths)
+    _write(handle, out, code)
     return code
+
+
+def _write(handle: Any, out: Path, code: int | None) -> None:
+    """Write the recorded trace to ``out``; a failure is ours, said as such with the script's status."""
+    from ..errors import OutputError
+    from ..files import describe_os_error
+    from ..session import write_files
+
+    if handle.trace is None:  # the block never ran (e.g. the CPU substitutions failed to start)
+        return
+    try:
+        handle.paths = write_files(handle.trace, out)
+    except OSError as e:
+        status = "was interrupted" if code is None else f"exited with status {code}"
+        raise OutputError(f"could not write the trace: {describe_os_error(out, e)} "
+                          f"(the script itself {status})") from e
+    report_written(handle.paths)

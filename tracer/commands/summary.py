@@ -206,7 +206,11 @@ def run(args: argparse.Namespace) -> int:
     if count > 50_000_000:
         raise UserError(f"{args.config}: too big to run a forward on a CPU here; expected a tiny config "
                         f"(configs/tiny/...)")
-    c = measure(args.config, depth=args.depth, width=args.width, seed=args.seed)
+    from ..cogvlm.memory import rough_parameters
+    from ..threads import threads_for
+
+    with threads_for(rough_parameters(config)):
+        c = measure(args.config, depth=args.depth, width=args.width, seed=args.seed)
     print("=" * 30, "torchinfo.summary", "=" * 30)
     print(c.torchinfo_text)
     print()

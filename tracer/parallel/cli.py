@@ -55,7 +55,7 @@ def chat_parallel(args: argparse.Namespace, config: Any) -> int:
            "--top-k", str(args.top_k), "--temperature", str(args.temperature), "--seed", str(args.seed),
            "--output", str(args.output)]
     for flag, value in (("--query", args.query), ("--image", args.image), ("--version", args.version),
-                        ("--tokenizer", args.tokenizer)):
+                        ("--tokenizer", args.tokenizer), ("--max-new-tokens", getattr(args, "max_new_tokens", None))):
         if value is not None:
             job += [flag, str(value)]
     return _launch(job, args)
@@ -80,7 +80,8 @@ def report_parallel(args: argparse.Namespace, config: Any, out: Path, query: str
     _prepare(config, args.nproc, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     job = ["chat", str(config.directory), "--query", query, "--image", image_path, "--version", version,
-           "--max-length", str(max_length), "--seed", str(args.seed), "--output", str(out / "output.png"),
+           "--max-length", str(max_length), "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
+           "--output", str(out / "output.png"),
            "--trace", str(out), "--command", f"cogtrace report {args.config} --nproc {args.nproc}"]
     if args.tokenizer is not None:
         job += ["--tokenizer", str(args.tokenizer)]

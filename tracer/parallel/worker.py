@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", default=None)
     parser.add_argument("--version", default=None)
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=0.4)
     parser.add_argument("--top-k", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -96,7 +97,7 @@ def _chat(config: Any, args: argparse.Namespace, rank: int, handle: Any) -> None
 
     text_processor, image_processor, version = _processors(config, args)
     options = SamplingOptions(max_length=args.max_length, top_p=args.top_p, top_k=args.top_k,
-                              temperature=args.temperature, seed=args.seed)
+                              temperature=args.temperature, seed=args.seed, max_new_tokens=args.max_new_tokens)
     options.check()
     model, _ = load_parallel(config, split=not args.no_split)
     _note(handle, model, rank)

@@ -9,6 +9,7 @@ by ``scripts/ensure_graphviz.sh``).
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Iterable
 
 from ..errors import UserError
@@ -22,6 +23,8 @@ __all__ = ["COLOURS", "DIAGRAMS", "GraphvizMissing", "calls_dot", "dot_source", 
 
 DIAGRAMS = ("architecture", "calls", "modules")
 FONT = "Helvetica"
+# Characters per line of a call-graph label: wider boxes push the graph past a 1280 px page.
+LABEL_WIDTH = 64
 # One colour per place weights live, the same in every diagram.
 COLOURS = {"vision": "#e3f2e1", "adapter": "#fff1d6", "language": "#e1ecf7", "expert": "#fde2e4",
            "call": "#f4f4f4", "mixin": "#fff1d6", "io": "#ffffff"}
@@ -45,6 +48,15 @@ def node(name: str, label: str, **attrs: str) -> str:
 def edge(a: str, b: str, **attrs: str) -> str:
     extra = " [" + " ".join(f'{k}="{esc(v)}"' for k, v in sorted(attrs.items())) + "]" if attrs else ""
     return f'  "{esc(a)}" -> "{esc(b)}"{extra};'
+
+
+def _wrap(text: str, width: int = LABEL_WIDTH, max_lines: int = 6) -> list[str]:
+    """A long label as lines broken between words (never inside one), so no box is wider than
+    the page; beyond ``max_lines`` the rest is elided with an ellipsis after a whole word."""
+    lines = textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False) or [text]
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines - 1], lines[max_lines - 1] + " …"]
+    return lines
 
 
 def graph(name: str, lines: Iterable[str], *, rankdir: str = "TB", extra: str = "") -> str:
@@ -74,14 +86,14 @@ def calls_dot(trace: Trace) -> str:
         e = call.event
         owner = str(e.data.get("owner") or "") or "module-level functions"
         d = e.data
-        lines = [f"{call.order}. " + (call_label(e, with_args=False) if d.get("function") not in
-                                      ("add_mixin", "del_mixin") else call_label(e, short=True))]
+        lines = _wrap(f"{call.order}. " + (call_label(e, with_args=False) if d.get("function") not in
+                                           ("add_mixin", "del_mixin") else call_label(e, short=True)))
         delta = delta_text(d.get("params_before"), d.get("params_after"))
         if delta:
             lines.append(delta)
         lines += [f"hook {c}" for c in hook_changes(d.get("hooks_before"), d.get("hooks_after"))]
         if d.get("result") not in (None, "", "None") and d.get("function") not in ("add_mixin", "del_mixin"):
-            lines.append(f"→ {str(d['result'])[:40]}")
+            lines += _wrap(f"→ {d['result']}", max_lines=3)
         mixin = d.get("function") in ("add_mixin", "del_mixin")
         attrs = {"fillcolor": COLOURS["mixin"] if mixin else COLOURS["call"]}
         if e.source is not None:
