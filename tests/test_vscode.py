@@ -45,6 +45,9 @@ def test_launch_json_parses_and_every_program_exists(launch: dict[str, Any]) -> 
         name = config["name"]
         assert config["type"] in ("debugpy", "python"), name
         assert config["justMyCode"] is False, f"{name}: justMyCode must be false to step into SAT"
+        if config["request"] == "attach":  # a model-parallel rank started with --debug-port
+            assert config["connect"]["port"] >= 1024, name
+            continue
         assert config["python"] == "${workspaceFolder}/.venv/bin/python", name
         for key, value in SINGLE_PROCESS_ENV.items():
             assert config["env"].get(key) == value, f"{name}: env {key} should be {value!r}"
@@ -61,6 +64,17 @@ def test_every_walkthrough_has_a_configuration(launch: dict[str, Any]) -> None:
     programs = {Path(c.get("program", "")).name for c in launch["configurations"]}
     for script in sorted((REPO / "walkthroughs").glob("[0-9][0-9]_*.py")):
         assert script.name in programs, f"no launch configuration for walkthroughs/{script.name}"
+
+
+def test_model_parallel_ranks_can_be_attached(launch: dict[str, Any]) -> None:
+    """One configuration starts 2 ranks with --debug-port P; rank r is attached on P + r, both by a compound."""
+    start = next(c for c in launch["configurations"] if "--debug-port" in c.get("args", []))
+    args = start["args"]
+    base, nproc = int(args[args.index("--debug-port") + 1]), int(args[args.index("--nproc") + 1])
+    attach = {c["name"]: c["connect"]["port"] for c in launch["configurations"] if c["request"] == "attach"}
+    assert sorted(attach.values()) == [base + r for r in range(nproc)]
+    compound = next(c for c in launch["compounds"] if set(c["configurations"]) == set(attach))
+    assert compound["name"]
 
 
 def test_inputs_and_tasks_are_defined(launch: dict[str, Any]) -> None:

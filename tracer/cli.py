@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shapes": ("shapes", "trace every tensor shape of a forward at full width, on meta weights (no memory)"),
     "chat": ("chat", "chat about an image with CogVLM, as upstream's cli_demo_sat.py (tiny checkpoints run on CPU)"),
     "report": ("report", "trace construction and one chat turn, then write the HTML report and every view to a folder"),
+    "merge": ("merge", "merge the per-rank traces of a model-parallel run (torchrun) into one trace and one report"),
     "render": ("render", "draw a saved trace: call tree, module tree, hooks, steps, tokens, diagrams, HTML, Chrome"),
     "diff": ("diff", "compare two traces (or configs, or scripts): calls, mixins, hooks, modules, shapes, steps"),
     "summary": ("summary", "torchinfo's summary of a tiny model next to cogtrace's view of the same forward"),

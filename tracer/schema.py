@@ -37,8 +37,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-Category = Literal["construction", "module", "hook", "generation"]
+Category = Literal["construction", "module", "hook", "generation", "collective"]
 CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generation")
+# Recorded only when a model-parallel run asks for it (tracer.parallel.collectives); a trace
+# file may hold them, so readers accept them.
+EXTRA_CATEGORIES: tuple[Category, ...] = ("collective",)
 # Deepest nesting a trace.json may have: its own structure is ~6 levels (events, data, inputs,
 # shape); far deeper is a hostile or broken file, refused before a renderer recurses into it.
 MAX_NESTING = 64
@@ -137,8 +140,9 @@ class Event:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Event:
         category = d["category"]
-        if category not in CATEGORIES:
-            raise SchemaError(f"event {d.get('id')}: category {category!r}: expected one of {list(CATEGORIES)}")
+        if category not in CATEGORIES + EXTRA_CATEGORIES:
+            raise SchemaError(f"event {d.get('id')}: category {category!r}: expected one of "
+                              f"{list(CATEGORIES + EXTRA_CATEGORIES)}")
         return cls(
             id=int(d["id"]), parent=None if d.get("parent") is None else int(d["parent"]),
             category=category, name=str(d["name"]), start_ns=int(d["start_ns"]),

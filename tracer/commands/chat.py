@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch intra-op threads (default: 1 for tiny models, torch's default otherwise)")
+    from ..parallel.cli import add_parallel_arguments
+
+    add_parallel_arguments(parser)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +186,11 @@ def run(args: argparse.Namespace) -> int:
     options.check()
     if args.threads is not None and args.threads <= 0:
         raise UserError(f"--threads {args.threads}: expected a positive integer")
+
+    if args.nproc is not None and args.nproc != 1:  # model parallel: each rank loads its slice
+        from ..parallel.cli import chat_parallel
+
+        return chat_parallel(args, config)
 
     # 2. The model, as cli_demo_sat.py: from_pretrained, eval, the KV-cache mixin.
     print(f"[Language processor version]: {version}")

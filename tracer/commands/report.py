@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "meta"], default="cpu",
                         help="cpu (default) or meta: shapes-only build of any size, implies --build-only")
     parser.add_argument("-o", "--output", default="out", metavar="DIR", help="folder to write into (default out/)")
+    from ..parallel.cli import add_parallel_arguments
+
+    add_parallel_arguments(parser)
 
 
 def write_views(trace: Trace, out: Path) -> dict[str, Path]:
@@ -102,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: expected a positive integer")
     out = check_writable_folder(args.output)  # before any model work
+    parallel = args.nproc is not None and args.nproc != 1
     if args.build_only or args.device == "meta":
+        if parallel:
+            raise UserError(f"--nproc {args.nproc} with --build-only/--device meta: expected one of them (a "
+                            f"model-parallel report traces a chat turn on CPU ranks)")
         return _build_only(args, adapter, config, out)
 
     from ..cogvlm import SAMPLE_IMAGE
@@ -129,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     image_processor = get_image_processor(config.eva["image_size"])
     image_path = args.image or str(SAMPLE_IMAGE)
     image = open_image(image_path)  # a bad image fails here, before the model load
+    if parallel:  # every rank traced, merged into one trace and one report
+        from ..parallel.cli import report_parallel
+
+        return report_parallel(args, config, out, query, max_length, image_path, version)
 
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
     from ..cogvlm.grounding import save_grounding

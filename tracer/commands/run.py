@@ -71,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
     options = trace_options(args)
     out = check_output(args.output or DEFAULT_OUTPUT)
 
+    from ..parallel.cli import rank_output, rank_run
     from ..session import trace
 
     script = script.resolve()
     from ..cpu import cpu_substitutions, gpu_only_path
 
+    out, rank_meta = rank_output(out)  # under torchrun: OUT/rank<r>/, merged by `cogtrace merge OUT`
     meta: dict[str, Any] = {"command": "run", "script": str(args.script), "argv": list(args.script_args),
-                            "cpu_shims": bool(args.cpu)}
+                            "cpu_shims": bool(args.cpu), **rank_meta}
     # Recorded in memory and written after the script, so a failure to write the trace is told
     # apart from a failure of the script (and never printed as the script's traceback).
     handle = trace(None, meta=meta, **options)
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 handle.meta["cpu_substitutions"].append("timm: drop_path, to_2tuple, trunc_normal_ -> torch stand-in")
         sys.argv = [str(args.script), *args.script_args]
         sys.path.insert(0, str(script.parent))
-        with handle:
+        with handle, rank_run(handle):
             runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
         code = _exit_code(e.code)
