@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a write or read at the edges that the command did not foresee
         from .files import describe_os_error
 
-        print(f"cogtrace {args.command}: error: {describe_os_error('?', e)}", file=sys.stderr)
+        print(f"cogtrace {args.command}: error: {describe_os_error(None, e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cogtrace {args.command}: interrupted", file=sys.stderr)

@@ -57,11 +57,11 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 # Output folders as transactions
 
 
-def describe_os_error(path: str | Path, error: OSError) -> str:
+def describe_os_error(path: str | Path | None, error: OSError) -> str:
     """``out/report: Read-only file system``: the path an OS call failed on and the reason, one line."""
     where = error.filename if error.filename is not None else path
-    reason = error.strerror or error.__class__.__name__
-    return f"{where}: {reason}"
+    reason = error.strerror or str(error) or error.__class__.__name__
+    return reason if where is None else f"{where}: {reason}"
 
 
 def _parent_folder(path: Path) -> Path:
