@@ -34,6 +34,7 @@ class Pipeline:
     text_processor: Any  # tracer.cogvlm.text_processor.TextProcessor
     image_processor: Any  # tracer.cogvlm.image_processor.ImageProcessor
     image: Image.Image
+    config: Any  # tracer.cogvlm.config.ModelConfig
 
     @property
     def context_length(self) -> int:
@@ -73,7 +74,7 @@ def load_pipeline(config: str = DEFAULT_CONFIG, *, num_layers: int | None = None
     tokenizer = tokenizer_for_config(cfg.values, None, "base")  # the grounding model's template
     text_processor = TextProcessor(tokenizer, max_length=2048, image_length=int(args.image_length))
     image_processor = get_image_processor(args.eva_args["image_size"])
-    return Pipeline(model, args, text_processor, image_processor, demo_image())
+    return Pipeline(model, args, text_processor, image_processor, demo_image(), cfg)
 
 
 def chat_turn(p: Pipeline, new_tokens: int) -> list[int]:
@@ -105,12 +106,11 @@ def generate(p: Pipeline, new_tokens: int) -> list[int]:
 
 
 def context_inputs(p: Pipeline, *, with_positions: bool = True) -> dict[str, Any]:
-    """The keyword arguments of the chat turn's first (context) forward: ``model(**inputs)``."""
-    vision = {f"vision_{k}": v for k, v in p.image_processor(p.image).items()}
-    inputs: dict[str, Any] = dict(p.text_processor(p.text_processor.history_to_prompt(QUERY)))
-    if with_positions:
-        input_ids = inputs["input_ids"][0]  # (C,)
-        masks = {k: v for k, v in inputs.items() if k != "input_ids"}
-        _, attention_mask, position_ids = p.text_processor.get_func(input_ids, **masks)(input_ids)
-        inputs.update(attention_mask=attention_mask, position_ids=position_ids)  # (1,1,C,C), (1,C)
-    return {**inputs, **vision}
+    """The keyword arguments of the chat turn's first (context) forward: ``model(**inputs)``, from
+    the adapter's one builder; without positions for ``filling_sequence``, which makes its own."""
+    from tracer.cogvlm.adapter import ADAPTER
+
+    inputs = ADAPTER.prompt_inputs(p.config, QUERY, image=p.image, max_length=2048)
+    if not with_positions:
+        del inputs["attention_mask"], inputs["position_ids"]
+    return inputs

@@ -81,3 +81,32 @@ def test_gpu_only_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["run", "-o", str(tmp_path / "out"), str(script)]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and f"{script}:2" in err[0] and "needs a CUDA GPU" in err[0]
+
+
+def test_a_script_forward_gets_the_token_layout_and_its_own_roots(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A plain script (not cogtrace report): the adapter reads the token layout off the context
+    forward's own masks, and a module called outside the model (a preprocessing step) gets its
+    own root instead of merging with the model's."""
+    script = tmp_path / "forward.py"
+    script.write_text(
+        "import torch\n"
+        "from tracer.cogvlm.adapter import ADAPTER\n"
+        "result = ADAPTER.build('tiny/cogvlm-chat-v1.1')\n"
+        "inputs = ADAPTER.forward_inputs(result.args, text_tokens=3, seed=0)\n"
+        "inputs['vision_image'] = torch.nn.Identity()(inputs['vision_image'])  # a transform outside the model\n"
+        "with torch.no_grad():\n"
+        "    result.model(**inputs)\n")
+    out = tmp_path / "out"
+    assert main(["run", "-o", str(out), str(script)]) == 0, capsys.readouterr().err
+    with (out / "trace.json").open(encoding="utf-8") as f:
+        trace = Trace.load(f)
+    layout = trace.meta["token_layout"]
+    image = sum(layout["image_rope_mask"])
+    assert image > 0 and sum(layout["image_embed_mask"]) == image + 2
+    assert layout["pieces"].count("<image>") == image and layout["pieces"][-1].startswith("#")
+    paths = {e.data["path"] for e in trace.of("module")}
+    assert "<Identity>" in paths and "" in paths  # two roots, never merged
+    roots = [e for e in trace.of("module") if e.data["path"] == ""]
+    assert all(e.data["class_name"] == "CogVLMModel" for e in roots)
+    assert "tokens" in views_for(trace)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tracer.cogvlm.upstream import memory_efficient_attention, upstream_on_cpu, xformers_stand_in
+from tracer.schema import Trace
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_XFORMERS = importlib.util.find_spec("xformers") is not None
@@ -82,3 +83,8 @@ def test_our_model_equals_upstream_code(tmp_path: Path) -> None:
         ("model", "mlp_forward", "mlp"), ("model", "attention_forward", "rotary"),
         ("mixins.eva.vit_model", "attention_fn", "xattn")}
     assert (tmp_path / "trace.json").is_file()
+    # Upstream's model class gets the CogVLM adapter: its forward's own masks give the token layout.
+    with (tmp_path / "trace.json").open(encoding="utf-8") as f:
+        layout = Trace.load(f).meta["token_layout"]
+    assert sum(layout["image_rope_mask"]) == sum(layout["image_embed_mask"]) - 2 > 0
+    assert sum(layout["vision_expert_mask"]) == sum(layout["image_rope_mask"]) + 1

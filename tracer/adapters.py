@@ -137,7 +137,7 @@ def config_model_class(spec: str | Path) -> str:
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a readable JSON config ({type(e).__name__}: {e})") from None
+        raise UserError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(values).__name__}")
     return str(values.get("model_class") or "")
@@ -150,7 +150,8 @@ def entry_for_config(spec: str | Path) -> AdapterEntry:
     entry = entry_for_classes([name]) if name else REGISTRY[0]
     if entry is None:
         known = sorted(c for e in REGISTRY for c in e.model_classes)
-        raise UnknownModel(f"{resolve_config(spec)}: model_class {name!r} has no adapter here; expected one of {known}")
+        raise UnknownModel(f"{resolve_config(spec)}: key 'model_class' = {name!r} has no adapter here; "
+                           f"expected one of {known}")
     return entry
 
 

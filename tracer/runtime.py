@@ -74,9 +74,9 @@ class _Frame:
     step_token: int = -1
     step_record: Record | None = None
     suppressing: bool = False
-    # The model adapter's per-dispatch facts (tracer.adapters) for the model this forward is in,
-    # and its cache for one model forward (SAT hands the same masks to every layer).
-    facts: Callable[..., dict[str, Any] | None] | None = None
+    # The model adapter (tracer.adapters) of the model this forward is in, and its cache for
+    # one model forward (SAT hands the same masks to every layer).
+    adapter: Any = None
     facts_cache: dict[int, Any] | None = None
 
 
@@ -146,7 +146,7 @@ class _Runtime:
         self._forward_sources: dict[type, SourceLocation | None] = {}
         self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
         self._wrapped_hooks: dict[int, tuple[Any, dict, str, dict]] = {}
-        self._adapter_facts: dict[type, Callable[..., dict[str, Any] | None] | None] = {}
+        self._adapters: dict[type, Any] = {}
 
     # -- module paths -------------------------------------------------------------------
     def _known(self, module: torch.nn.Module) -> tuple[weakref.ref, str, bool] | None:
@@ -198,10 +198,10 @@ class _Runtime:
                 self._begin_step(frame)
             if self.want_hooks and not frame.suppressing:
                 self._swap_hooks(frame)
-            frame.facts = self._facts_for(type(module)) or (parent.facts if parent is not None else None)
+            frame.adapter = self._adapter_for(type(module)) or (parent.adapter if parent is not None else None)
             frame.facts_cache = {}
         elif parent is not None:
-            frame.facts, frame.facts_cache = parent.facts, parent.facts_cache
+            frame.adapter, frame.facts_cache = parent.adapter, parent.facts_cache
         if self.want_modules and not frame.suppressing:
             name = path if path else type(module).__name__
             frame.token, frame.record = rec.begin(
@@ -235,10 +235,22 @@ class _Runtime:
             self.rec.end(frame.token, error)
         if frame.wrapped is not None:
             self._restore_hooks(frame)
+        if not self.frames and frame.adapter is not None and error is None:
+            self._forward_facts(frame, args, kwargs)
         if frame.step_token >= 0 or frame.suppressing:
             self._end_step(frame, kwargs, error)
         if not self.frames:
             self._kwarg_cache.clear()  # drop the references once the outermost forward is done
+
+    def _forward_facts(self, frame: _Frame, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Facts the root model's adapter reads off a whole forward's inputs (CogVLM: the token
+        layout of the first context forward), kept in the trace's metadata; first one wins."""
+        try:
+            facts = frame.adapter.forward_facts(args, kwargs)
+        except Exception as e:  # noqa: BLE001 - a fact we cannot read must not break the traced forward
+            facts = {"forward_facts_error": f"{type(e).__name__}: {e}"}
+        for key, value in (facts or {}).items():
+            self.rec.meta.setdefault(key, value)
 
     def _kwargs_infos(self, kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The tensor keyword arguments as TensorInfo JSON, one per tensor per outermost forward: SAT hands the
@@ -358,8 +370,8 @@ class _Runtime:
         try:
             data["inputs"] = tensor_infos(shown)
             data["outputs"] = tensor_infos(result)
-            if frame is not None and frame.facts is not None:
-                facts = frame.facts(name, kwargs, hook_frame.weights, frame.facts_cache)
+            if frame is not None and frame.adapter is not None:
+                facts = frame.adapter.dispatch_facts(name, kwargs, hook_frame.weights, frame.facts_cache)
                 if facts:
                     data.update(facts)
         except Exception as e:  # noqa: BLE001 - never fail the traced call for a summary
@@ -367,13 +379,13 @@ class _Runtime:
         self.rec.end(token)
         return result
 
-    def _facts_for(self, cls: type) -> Callable[..., dict[str, Any] | None] | None:
-        """The registered adapter's ``dispatch_facts`` for a model class (None: a model no
-        adapter explains, e.g. the vision tower inside CogVLM, which inherits its parent's)."""
-        if cls not in self._adapter_facts:
+    def _adapter_for(self, cls: type) -> Any:
+        """The registered adapter of a model class (None: a model no adapter explains, e.g. the
+        vision tower inside CogVLM, which inherits its parent's)."""
+        if cls not in self._adapters:
             entry = entry_for_classes(c.__name__ for c in cls.__mro__)
-            self._adapter_facts[cls] = adapter_module(entry).ADAPTER.dispatch_facts if entry is not None else None
-        return self._adapter_facts[cls]
+            self._adapters[cls] = adapter_module(entry).ADAPTER if entry is not None else None
+        return self._adapters[cls]
 
     # -- generation ---------------------------------------------------------------------
     def _begin_step(self, frame: _Frame) -> None:

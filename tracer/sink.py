@@ -64,6 +64,9 @@ class Recorder:
     # trace is built, so a script that drops its model before the block ends still gets them.
     _primary: Any = None
     finalizers: list[Callable[[Recorder], None]] = field(default_factory=list)
+    # Facts recorded while the code ran (a model adapter's, e.g. a token layout); the session's
+    # own metadata is laid over them.
+    meta: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""  # file:line of the ``with`` statement, for the nested-tracing error
 
     # -- state ------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class Recorder:
             modules = module_tree(model)
             hooks = dict(getattr(model, "hook_origins", {}) or {})
             full_meta["model_class"] = type(model).__name__
+        full_meta.update(self.meta)
         full_meta.update(meta or {})
         self._primary = None
         return Trace(events=events, modules=modules, hooks=hooks, meta=full_meta, exception=exception)

@@ -152,6 +152,19 @@ class CogVLMAdapter:
             branch["vision_tokens"], branch["language_tokens"] = counts
         return {"branch": branch}
 
+    def forward_facts(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``{"token_layout": ...}`` from a context forward's own inputs — whoever made them
+        (our text processor or upstream's ``chat()``). Text pieces show as token ids: the
+        tokenizer is not part of a forward; ``cogtrace report`` records the real pieces."""
+        ids = kwargs.get("input_ids", args[0] if args else None)  # SAT's forward(input_ids, position_ids, ...)
+        masks = {k: kwargs.get(k) for k in ("image_embed_mask", "vision_expert_mask", "image_rope_mask")}
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] < 2 or ids.device.type == "meta":
+            return None  # a decode step (one token) or a shapes-only run
+        if not all(isinstance(m, torch.Tensor) and m.shape == ids.shape for m in masks.values()):
+            return None
+        pieces = [f"#{int(i)}" for i in ids[0].tolist()]
+        return {"token_layout": self.token_layout(ids, masks, pieces)}
+
     # -- the token layout -----------------------------------------------------------------
     def token_layout(self, input_ids: Sequence[int] | torch.Tensor, masks: Mapping[str, Any],
                      pieces: Sequence[str]) -> dict[str, list[Any]]:

@@ -94,8 +94,8 @@ def architecture_dot(trace: Trace) -> str:
     after = sorted(around[at + 1:], key=lambda m: ran.get(m.path, len(ran)))
     previous, previous_shape = "input", root_in
     for m in before:
-        served = [_served(hooks, h) for h in _BEFORE if h in hooks and h.split("_")[0] in m.path.rpartition(".")[2]]
-        body.append(node(m.path, _box(m, [f"hook {s}" for s in served]), fillcolor=COLOURS["language"]))
+        mine = [_served(hooks, h) for h in _BEFORE if h in hooks and h.split("_")[0] in m.path.rpartition(".")[2]]
+        body.append(node(m.path, _box(m, [f"hook {s}" for s in mine]), fillcolor=COLOURS["language"]))
         body.append(edge(previous, m.path, label=previous_shape))
         previous, previous_shape = m.path, _first_shapes(calls, m.path)[1]
 
@@ -106,14 +106,22 @@ def architecture_dot(trace: Trace) -> str:
         total = sum(nodes[p].total for p in layers)
         label = f"{stack} ×{len(layers)} ({nodes[first].class_name}, {count_text(total)} params in all)"
         body += ["  subgraph cluster_layers {", f'    label="{esc(label)}";', '    style="rounded"; color="#5b8cc0";']
-        parts = _children(trace.modules, first)
-        layer_hooks = sorted(h for h in hooks if h not in _BEFORE + _AFTER)
+        # In the order they ran (pre- or post-LN), registration order when never called.
+        parts = sorted(_children(trace.modules, first), key=lambda m: ran.get(m.path, len(ran)))
+        # Who served each hook in the first layer: recorded dispatches (SAT's defaults too),
+        # else the hook table (a construction-only trace).
+        served = {e.name: str(e.data.get("served_by") or "default") for e in trace.of("hook")
+                  if e.data.get("layer_id") == 0 and not e.data.get("model_path")}
+        served.update({h: hooks[h].split(" -> ")[0] for h in hooks if h not in served})
+        layer_hooks = sorted(h for h in served if h not in _BEFORE + _AFTER)
         for m in parts:
             mine = [h for h in layer_hooks if _HOOK_PART.get(h) == m.path.rpartition(".")[2]]
-            body.append(node(m.path, _box(m, [f"hook {_served(hooks, h)}" for h in mine]),
+            body.append(node(m.path, _box(m, [f"hook {h} ← {served[h]}" for h in mine]),
                              fillcolor=COLOURS["language"]))
-        body.append(node(f"{first}.hooks", "hooks in every layer:\n" + "\n".join(_served(hooks, h) for h in layer_hooks)
-                         if layer_hooks else "no hooks in the layers", shape="plaintext", fillcolor="none"))
+        body.append(node(f"{first}.hooks", "hooks in every layer (← served by):\n"
+                         + "\n".join(f"{h} ← {served[h]}" for h in layer_hooks)
+                         if layer_hooks else "no hook dispatches recorded in the layers",
+                         shape="plaintext", fillcolor="none"))
         body.append("  }")
         entry = parts[0].path if parts else f"{first}.hooks"
         body.append(edge(previous, entry, label=layer_in or previous_shape))
@@ -122,8 +130,8 @@ def architecture_dot(trace: Trace) -> str:
         previous = parts[-1].path if parts else entry
         previous_shape = layer_out
     for m in after:
-        served = [_served(hooks, h) for h in _AFTER if h in hooks and m.path.endswith("final_layernorm")]
-        body.append(node(m.path, _box(m, [f"hook {s}" for s in served]), fillcolor=COLOURS["language"]))
+        mine = [_served(hooks, h) for h in _AFTER if h in hooks and m.path.endswith("final_layernorm")]
+        body.append(node(m.path, _box(m, [f"hook {s}" for s in mine]), fillcolor=COLOURS["language"]))
         body.append(edge(previous, m.path, label=previous_shape))
         previous, previous_shape = m.path, _first_shapes(calls, m.path)[1]
     body.append(node("output", "output\n" + (root_out or "(no forward traced)"), shape="note", fillcolor=COLOURS["io"]))
@@ -136,8 +144,8 @@ def architecture_dot(trace: Trace) -> str:
                  '    style="rounded,dashed"; color="#999999";']
         for m in mixins:
             name = m.path.rpartition(".")[2]
-            served = sorted(h for h, origin in hooks.items() if origin.split(" -> ")[0] == name)
-            body.append(node(m.path, _box(m, [f"serves {h}" for h in served]), fillcolor=COLOURS["mixin"]))
+            mixin_hooks = sorted(h for h, origin in hooks.items() if origin.split(" -> ")[0] == name)
+            body.append(node(m.path, _box(m, [f"serves {h}" for h in mixin_hooks]), fillcolor=COLOURS["mixin"]))
         body.append("  }")
     title = f"{root.class_name}: {count_text(root.total)} parameters ({human_count(root.total)})"
     body.append(f'  label="{esc(title)}"; labelloc=t; fontsize=13;')
