@@ -54,8 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the program is: it unwinds through every ``with``, so staging
+    folders are removed and the previous output stays as it was."""
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(TERMINATED)  # unwinds through every `with`: staging folders are removed
+    raise Terminated(TERMINATED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cogtrace {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"cogtrace {args.command}: terminated", file=sys.stderr)
+        return TERMINATED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
