@@ -511,3 +511,19 @@ def test_the_report_fits_the_window(tmp_path: Path, width: int) -> None:
     found = [line for line in proc.stdout.split() if line.startswith('data-overflow="')]
     assert found, proc.stderr[-2000:]
     assert int(found[0].split('"')[1]) <= 0
+
+
+def test_an_immutable_output_folder_is_refused_before_any_model_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    before = _old_report(out)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(out)], capture_output=True,
+                                                        check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a filesystem with the flag)")
+    try:
+        code = main(["report", TINY, "-o", str(out)])
+        line = _one_line(capsys.readouterr().err)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True, check=False)
+    assert code == 2 and "Operation not permitted" in line and str(out) in line
+    assert _snapshot(out) == before
