@@ -31,11 +31,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# Regenerate docs/diagrams/ (a traced tiny run and the full-size model on meta) and
-# docs/breakpoints.md (SAT file:line from the installed SAT). Commit the result.
+# Regenerate docs/diagrams/ (a traced tiny run and the full-size model on meta),
+# docs/breakpoints.md (SAT file:line from the installed SAT) and docs/comparisons/ (cogtrace diff
+# of LLaMA vs CogVLM and of two tiny configs). Commit the result.
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_docs.py
 	$(BIN)/python scripts/gen_breakpoints.py
+	$(BIN)/python scripts/gen_comparisons.py
 
 # The article, step by step (Enter between steps). `make walkthroughs WALK="--lang zh --no-pause"`.
 WALK ?=

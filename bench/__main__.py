@@ -16,14 +16,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cost, fullsize, peers, scaling
+from . import cost, explorer, fullsize, peers, scaling
 from .machine import load_average, machine_info
 from .profile import WORKLOADS
 from .report import markdown, print_terminal
 from .results import Section, Table, Target
 from .worker import REPO, run_task
 
-SECTIONS = ("cost", "fullsize", "peers", "scaling")
+SECTIONS = ("cost", "fullsize", "peers", "scaling", "explorer")
 THREADS_NOTE = (
     "Every measured process runs torch with {threads} intra-op thread(s) (`OMP_NUM_THREADS={threads}`). On this "
     "shared 2-core machine torch's default of two OpenMP threads makes the tiny forward swing between 0.1 s and "
@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sections.append(fullsize.measure(quick=quick, env=env))
             elif name == "peers":
                 sections.append(peers.measure(quick=quick, config=args.config, env=env))
+            elif name == "explorer":
+                sections.append(explorer.measure(quick=quick, config=args.config, env=env))
             else:
                 sections.append(scaling.measure(quick=quick, config=args.config, env=env, plot_path=plot))
             print_terminal(sections[-1:])

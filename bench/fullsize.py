@@ -20,6 +20,7 @@ __all__ = ["measure", "meta_build", "shape_trace"]
 
 FULL = "full/cogvlm-grounding-generalist"
 ARTICLE = "article/cogvlm-grounding-generalist"
+AGENT = "full/cogagent-chat"  # the second model: CogAgent-18B, through its adapter
 
 BUILD_SECONDS_GOAL = 10.0
 BUILD_RSS_GOAL_MIB = 1.5 * 1024
@@ -29,13 +30,14 @@ SHAPES_RSS_GOAL_MIB = 4 * 1024
 def meta_build(config: str, traced: bool = False, out_dir: str | None = None) -> dict[str, Any]:
     """Worker task: import, then ``build_model(config, device='meta')``, optionally traced."""
     start = time.perf_counter()
-    from tracer.cogvlm.build import build_model
+    from tracer.adapters import adapter_for_config
 
     from .tracing import trace_stats, tracing
 
+    adapter = adapter_for_config(config)  # CogVLM or CogAgent by model_class; imports torch and SAT
     imported = time.perf_counter()
     with tracing("construction" if traced else "untraced", out_dir):
-        result = build_model(config, device="meta")
+        result = adapter.build(config, device="meta")
     built = time.perf_counter()
     value: dict[str, Any] = {"import": imported - start, "build": built - imported,
                              "parameters": result.num_parameters}
@@ -124,7 +126,8 @@ def measure(*, quick: bool, env: dict[str, str]) -> Section:
         full_row, full = _build_rows(FULL, repeats, env, False, tmp, f"meta build `configs/{FULL}`")
         art_row, art = _build_rows(ARTICLE, repeats, env, False, tmp, f"meta build `configs/{ARTICLE}`")
         traced_row, _ = _build_rows(FULL, 1, env, True, tmp, f"meta build `configs/{FULL}`, traced")
-        rows += [full_row, art_row, traced_row]
+        agent_row, agent = _build_rows(AGENT, repeats, env, False, tmp, f"meta build `configs/{AGENT}`")
+        rows += [full_row, art_row, traced_row, agent_row]
         shape_targets = []
         for config in (ARTICLE, FULL):
             shape_row, shape_target = _shape_rows(config, 1, env, tmp)
@@ -134,7 +137,7 @@ def measure(*, quick: bool, env: dict[str, str]) -> Section:
     section.tables.append(Table("Full-size builds and traces",
                                 ("what", "parameters", "build / trace", "imports", "process wall", "process CPU", "peak RSS", "trace"),
                                 tuple(rows)))
-    for label, res in (("full (17.6B)", full), ("article variant (5.5B)", art)):
+    for label, res in (("full (17.6B)", full), ("article variant (5.5B)", art), ("CogAgent (18.3B)", agent)):
         if "error" in res:
             section.targets.append(Target(f"meta build {label}", "< 10 s and < 1.5 GB", res["error"], None))
             continue

@@ -6,7 +6,9 @@ gets from the CLI:
 * ``tiny``: ``cogtrace report configs/tiny/cogvlm-grounding-generalist`` — construction through
   ``from_pretrained`` + ``load_checkpoint`` and one chat turn on CPU (real values);
 * ``full``: ``cogtrace shapes configs/full/cogvlm-grounding-generalist`` — the 17.6B model built
-  on the meta device and one context forward at full width (real shapes, no memory).
+  on the meta device and one context forward at full width (real shapes, no memory);
+* ``cogagent``: ``cogtrace report configs/tiny/cogagent-chat`` — CogAgent's two image branches,
+  its cross-attention and the high-res encoder at every generation step (``cross.txt``).
 
 For each, the renderers in :mod:`tracer.render` write the construction call graph, the module
 tree and the architecture diagram (DOT source, SVG, PNG), the token layout (PNG and text) and
@@ -17,7 +19,7 @@ The full-size trace holds no tokenizer (the real one is vicuna-7b-v1.5, not ship
 token layout is drawn with the tiny tokenizer's text pieces; the positions, masks and the 1225
 image slots are the same for both models.
 
-Run:  python scripts/gen_docs.py [--only tiny|full] [--keep DIR]
+Run:  python scripts/gen_docs.py [--only tiny|full|cogagent] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ DIAGRAMS = REPO / "docs" / "diagrams"
 TINY = "configs/tiny/cogvlm-grounding-generalist"
 FULL = "configs/full/cogvlm-grounding-generalist"
 QUERY = "Where is the red square? Answer with its box."
+COGAGENT = "configs/tiny/cogagent-chat"
+COGAGENT_QUERY = "What is on the screen?"
 
 
 def relative_paths(text: str) -> str:
@@ -82,7 +86,7 @@ def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]
     from tracer.render.diagrams import to_png, to_svg
     from tracer.render.hooks import render_hooks
     from tracer.render.modules import render_modules
-    from tracer.render.registry import views_for
+    from tracer.render.registry import TextOptions, views_for
     from tracer.render.steps import render_steps
 
     if dest.exists():
@@ -107,19 +111,23 @@ def write_views(trace: Any, dest: Path, layout: Any | None = None) -> list[Path]
         put(f"{name}.svg", to_svg(dot))
         put(f"{name}.png", to_png(dot))
     source = layout if layout is not None else trace
-    put("tokens.png", layout_png(source))
-    put("tokens.txt", render_layout_text(source, width=160))
+    tokens = views["tokens"]  # a model's own tokens view may add to the layout (CogAgent: the cross grid)
+    put("tokens.png", tokens.png(trace) if layout is None and tokens.png else layout_png(source))
+    put("tokens.txt", tokens.render_text(trace, TextOptions(width=160)) if layout is None and tokens.text
+        else render_layout_text(source, width=160))
     put("calls.txt", render_calls(trace, width=160, timings=False))
     put("modules.txt", render_modules(trace, width=160))
     put("hooks.txt", render_hooks(trace, width=160))
     if any(e.category == "generation" for e in trace.events):
         put("steps.txt", render_steps(trace, width=160, timings=False))
+        if "cross" in views:
+            put("cross.txt", views["cross"].render_text(trace))
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=["tiny", "full"], default=None, help="regenerate one set only")
+    parser.add_argument("--only", choices=["tiny", "full", "cogagent"], default=None, help="regenerate one set only")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="keep the raw traces and reports in DIR (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
@@ -138,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             layout = tiny_layout(int(load_config(FULL).values["image_length"]))
             written = write_views(load_trace(work / "full" / "trace.json"), DIAGRAMS / "full", layout=layout)
             print(f"full: {len(written)} files in {DIAGRAMS / 'full'}")
+        if args.only in (None, "cogagent"):
+            cli("report", COGAGENT, "--query", COGAGENT_QUERY, "--max-new-tokens", "4", "-o", str(work / "cogagent"))
+            written = write_views(load_trace(work / "cogagent" / "trace.json"), DIAGRAMS / "cogagent")
+            print(f"cogagent: {len(written)} files in {DIAGRAMS / 'cogagent'}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -114,7 +114,7 @@ def _edited(**changes: Any) -> str:
     (_edited(hidden_size=None), ["missing required key 'hidden_size'"]),
     (_edited(hidden_size=66), ["key 'hidden_size' = 66", "expected a multiple of num_attention_heads = 4"]),
     (_edited(image_length=250), ["key 'image_length' = 250", "expected (image_size / patch_size)^2", "= 256"]),
-    (_edited(model_class="GLMModel"), ["key 'model_class' = 'GLMModel'", "expected one of ['CogVLMModel'"]),
+    (_edited(model_class="GLMModel"), ["key 'model_class' = 'GLMModel'", "expected one of ['CogAgentModel', 'CogVLMModel'"]),
 ], ids=["missing-file", "not-json", "missing-key", "hidden-not-divisible", "image-length", "unknown-class"])
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            text: str | None, expected: list[str]) -> None:

@@ -44,11 +44,13 @@ EXPECTED_EN: dict[str, list[str]] = {
                          "same answer: True"],
     "06_grounding.py": ["a blue circle", "(274, 70, 430, 224)", "output.png", "expected 4 coordinates"],
     "07_full_size_meta.py": ["17,639,685,376", "5,496,929,536", "70.6 GB", "22.0 GB"],
+    "08_cogagent.py": ["cross_image_pix", "(1, 3, 1120, 1120)", "cross keys/values (B, heads, N, d) = (1, 4, 6400, 8)",
+                       "mem_cross cache", "same answer = True", "18,291,033,280"],
 }
 SCRIPTS = sorted(EXPECTED_EN)
 # Language-independent facts that the Chinese run must print too, and its own words.
 EXPECTED_ZH = ["步骤 1", "完成", "sat/arguments.py:468", "17,639,685,376", "5,496,929,536", "回答一致：True",
-               "image_rope_mask 1225 = L"]
+               "image_rope_mask 1225 = L", "18,291,033,280"]
 
 
 def _env(tmp: Path) -> dict[str, str]:

@@ -70,6 +70,7 @@ class AdapterEntry:
 # the core never imports a model (a test checks it).
 REGISTRY: tuple[AdapterEntry, ...] = (
     AdapterEntry("cogvlm", ("CogVLMModel", "FineTuneTrainCogVLMModel", "FineTuneTestCogVLMModel"), "tracer.cogvlm"),
+    AdapterEntry("cogagent", ("CogAgentModel", "FineTuneTrainCogAgentModel", "FineTuneTestCogAgentModel"), "tracer.cogagent"),
 )
 
 

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("chat", "chat about an image with CogVLM, as upstream's cli_demo_sat.py (tiny checkpoints run on CPU)"),
     "report": ("report", "trace construction and one chat turn, then write the HTML report and every view to a folder"),
     "render": ("render", "draw a saved trace: call tree, module tree, hooks, steps, tokens, diagrams, HTML, Chrome"),
+    "diff": ("diff", "compare two traces (or configs, or scripts): calls, mixins, hooks, modules, shapes, steps"),
     "summary": ("summary", "torchinfo's summary of a tiny model next to cogtrace's view of the same forward"),
     "doctor": ("doctor", "check this machine: Python, torch, SAT (and the `sat` name clash), Triton, Graphviz, CUDA"),
 }

@@ -133,6 +133,11 @@ class CogVLMAdapter:
             kwargs.update({f"vision_{k}": v for k, v in processed.items()})
         return kwargs
 
+    def chat_options(self, config: ModelConfig) -> dict[str, Any]:
+        """Extra keyword arguments of :func:`tracer.cogvlm.chat.chat` for this model (CogAgent adds
+        its cross image processor); CogVLM needs none."""
+        return {}
+
     # -- what one hook dispatch means -----------------------------------------------------
     def dispatch_facts(self, hook: str, kwargs: Mapping[str, Any], weights: Sequence[str],
                        cache: dict[int, Any]) -> dict[str, Any] | None:

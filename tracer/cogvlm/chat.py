@@ -129,7 +129,7 @@ def _to_model(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: TextProcessor,
              image_processor: ImageProcessor, query: str, history: Sequence[tuple[str, str]] | None,
-             options: SamplingOptions) -> _Turn:
+             options: SamplingOptions, cross_image_processor: ImageProcessor | None = None) -> _Turn:
     options.check()
     if "auto-regressive" not in model.mixins:  # type: ignore[operator]
         raise ValueError("model has no 'auto-regressive' mixin: call add_autoregressive_mixin(model) first "
@@ -146,6 +146,8 @@ def _prepare(image: str | Path | Image.Image, model: nn.Module, text_processor: 
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     vision = {f"vision_{k}": _to_model(v, device, dtype) for k, v in image_processor(pil).items()}
+    if cross_image_processor is not None:  # CogAgent: the same picture again, at high resolution
+        vision.update({f"cross_{k}": _to_model(v, device, dtype) for k, v in cross_image_processor(pil).items()})
     inputs = {k: _to_model(v, device, dtype) for k, v in text_processor(prompt).items()}
     input_ids = inputs.pop("input_ids")[0]  # (C,)
     context_length = len(input_ids)
@@ -216,10 +218,12 @@ class _SamplingScope:
 
 def chat(image: str | Path | Image.Image, model: nn.Module, text_processor: TextProcessor,
          image_processor: ImageProcessor, query: str, history: Sequence[tuple[str, str]] | None = None,
-         options: SamplingOptions = SamplingOptions()) -> ChatResult:
-    """Answer ``query`` about ``image`` (a path or an already opened image) after ``history``."""
+         options: SamplingOptions = SamplingOptions(),
+         cross_image_processor: ImageProcessor | None = None) -> ChatResult:
+    """Answer ``query`` about ``image`` (a path or an already opened image) after ``history``.
+    ``cross_image_processor`` (CogAgent) adds the high-resolution copy as ``cross_*`` inputs."""
     started = time.perf_counter()
-    turn = _prepare(image, model, text_processor, image_processor, query, history, options)
+    turn = _prepare(image, model, text_processor, image_processor, query, history, options, cross_image_processor)
     with _SamplingScope(options.seed).active():
         output = filling_sequence(model, turn.seq, batch_size=1, strategy=turn.strategy,
                                   get_masks_and_position_ids=turn.get_func, **turn.inputs)[0]  # (1, C+n)
@@ -228,7 +232,8 @@ def chat(image: str | Path | Image.Image, model: nn.Module, text_processor: Text
 
 def stream_chat(image: str | Path | Image.Image, model: nn.Module, text_processor: TextProcessor,
                 image_processor: ImageProcessor, query: str, history: Sequence[tuple[str, str]] | None = None,
-                options: SamplingOptions = SamplingOptions()) -> Generator[str, None, ChatResult]:
+                options: SamplingOptions = SamplingOptions(),
+                cross_image_processor: ImageProcessor | None = None) -> Generator[str, None, ChatResult]:
     """Like :func:`chat`, through SAT's ``stream_filling_sequence``: yields the answer's text as
     it grows and returns the :class:`ChatResult` (``result = yield from stream_chat(...)``).
 
@@ -237,7 +242,7 @@ def stream_chat(image: str | Path | Image.Image, model: nn.Module, text_processo
     not at the first ``next()``.
     """
     started = time.perf_counter()
-    turn = _prepare(image, model, text_processor, image_processor, query, history, options)
+    turn = _prepare(image, model, text_processor, image_processor, query, history, options, cross_image_processor)
     return _stream(turn, model, text_processor, options, started)
 
 

@@ -86,10 +86,10 @@ def _require(where: str, table: dict[str, Any], key: str, prefix: str = "") -> A
     return table[key]
 
 
-def _check(where: str, cfg: dict[str, Any]) -> None:
+def _check(where: str, cfg: dict[str, Any], model_classes: tuple[str, ...] = KNOWN_MODEL_CLASSES) -> None:
     model_class = _require(where, cfg, "model_class")
-    if model_class not in KNOWN_MODEL_CLASSES:
-        raise ConfigError(f"{where}: key 'model_class' = {model_class!r}: expected one of {list(KNOWN_MODEL_CLASSES)}")
+    if model_class not in model_classes:
+        raise ConfigError(f"{where}: key 'model_class' = {model_class!r}: expected one of {list(model_classes)}")
     for key in _LM_INTS:
         _int(where, key, _require(where, cfg, key))
     hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]

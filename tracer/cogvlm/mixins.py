@@ -113,6 +113,10 @@ class ImageMixin(BaseMixin):
         self.boi = nn.Parameter(torch.zeros(1, 1, args.hidden_size, dtype=params_dtype))
         self.eoi = nn.Parameter(torch.zeros(1, 1, args.hidden_size, dtype=params_dtype))
 
+    def adapt(self, image_emb: torch.Tensor) -> torch.Tensor:
+        """The tower's output to LM width (CogAgent's subclass adds a position table first)."""
+        return self.linear_proj(image_emb)
+
     def word_embedding_forward(self, input_ids: torch.Tensor, output_cross_layer: dict,
                                **kw_args: Any) -> torch.Tensor:
         # Arguments named vision_* (minus the expert mask) are the vision tower's inputs.
@@ -122,7 +126,7 @@ class ImageMixin(BaseMixin):
             # A generation step with the KV cache, or a text-only prompt: plain embeddings.
             return self.transformer.word_embeddings(input_ids)
         image_emb = self.vit_model(**vision_inputs)[0]  # (B, L, eva_hidden); CLS already dropped
-        image_emb = self.linear_proj(image_emb)  # (B, L, hidden)
+        image_emb = self.adapt(image_emb)  # (B, L, hidden)
 
         image_embed_mask = kw_args["image_embed_mask"].bool()  # (B, S), L+2 ones per image
         word_embedding = self.transformer.word_embeddings(input_ids).clone()  # (B, S, hidden)

@@ -78,13 +78,15 @@ def _check_query(query: str, text_processor: TextProcessor, max_length: int) -> 
 
 
 def _turn(image: Any, query: str, history: list[tuple[str, str]], model: Any, text_processor: TextProcessor,
-          image_processor: ImageProcessor, options: SamplingOptions, stream: bool, output: Path) -> ChatResult:
+          image_processor: ImageProcessor, options: SamplingOptions, stream: bool, output: Path,
+          extra: dict[str, Any]) -> ChatResult:
+    # ``extra``: the model adapter's chat options (CogAgent: its cross image processor)
     from ..cogvlm.chat import chat, stream_chat
     from ..cogvlm.grounding import save_grounding
 
     if stream:
         print("Model: ", end="", flush=True)
-        pieces = stream_chat(image, model, text_processor, image_processor, query, history, options)
+        pieces = stream_chat(image, model, text_processor, image_processor, query, history, options, **extra)
         while True:
             try:
                 print(next(pieces), end="", flush=True)
@@ -93,7 +95,7 @@ def _turn(image: Any, query: str, history: list[tuple[str, str]], model: Any, te
                 break
         print()
     else:
-        result = chat(image, model, text_processor, image_processor, query, history, options)
+        result = chat(image, model, text_processor, image_processor, query, history, options, **extra)
         print(f"Model: {result.response}")
     grounding = save_grounding(result.image, result.response, output)
     print(f"  [{result.context_length} prompt tokens ({text_processor.image_length} image slots), "
@@ -103,7 +105,7 @@ def _turn(image: Any, query: str, history: list[tuple[str, str]], model: Any, te
 
 
 def _interactive(default_image: str, model: Any, text_processor: TextProcessor, image_processor: ImageProcessor,
-                 options: SamplingOptions, stream: bool, output: Path) -> int:
+                 options: SamplingOptions, stream: bool, output: Path, extra: dict[str, Any]) -> int:
     """``cli_demo_sat.py``'s loop; errors in a turn are printed and the loop goes on."""
     from ..cogvlm.image_processor import open_image
 
@@ -127,7 +129,7 @@ def _interactive(default_image: str, model: Any, text_processor: TextProcessor, 
                     return 0
                 try:
                     result = _turn(image, query, history, model, text_processor, image_processor, options,
-                                   stream, output)
+                                   stream, output, extra)
                 except UserError as e:
                     print(f"error: {e}")
                     continue
@@ -148,7 +150,7 @@ def _set_threads(requested: int | None, model: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cogvlm.config import load_config
+    from ..adapters import adapter_for_config
     from ..cogvlm.grounding import check_output_file
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
@@ -156,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from ..files import check_writable_file
 
     # 1. Everything the user typed, before the (slow) model load.
-    config = load_config(args.config)
+    adapter = adapter_for_config(args.config)
+    config = adapter.load_config(args.config)
     version = choose_version(args.version, config.values, config.name)
     output = Path(args.output)
     if args.output == DEFAULT_OUTPUT:
@@ -182,16 +185,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--threads {args.threads}: expected a positive integer")
 
     # 2. The model, as cli_demo_sat.py: from_pretrained, eval, the KV-cache mixin.
-    from ..cogvlm.checkpoint import load_model
-
     print(f"[Language processor version]: {version}")
     # --seed is for sampling only: a tiny config always gets the same generated checkpoint.
-    model, _ = load_model(config, device="cpu")
+    model, _ = adapter.load(config, device="cpu")
+    extra = adapter.chat_options(config)
     add_autoregressive_mixin(model)
     _set_threads(args.threads, model)
 
     # 3. Talk.
     if args.query is not None:
-        _turn(image, args.query, [], model, text_processor, image_processor, options, args.stream, output)
+        _turn(image, args.query, [], model, text_processor, image_processor, options, args.stream, output, extra)
         return 0
-    return _interactive(image_path, model, text_processor, image_processor, options, args.stream, output)
+    return _interactive(image_path, model, text_processor, image_processor, options, args.stream, output, extra)

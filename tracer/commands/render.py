@@ -16,7 +16,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from ..schema import Trace
 
-FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome")
+FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "cross", "dot", "svg", "png", "html", "chrome")
 DIAGRAMS = ("architecture", "calls", "modules", "tokens")
 
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", metavar="TRACE", help="a trace.json (or the folder holding it) written by cogtrace")
     parser.add_argument("--format", "-f", choices=FORMATS, default="tree",
                         help="tree: construction calls; modules: module tree; hooks: SAT hook tables; steps: "
-                             "generation steps; tokens: token layout; dot/svg/png: a diagram (see --diagram); "
+                             "generation steps; tokens: token layout; cross: CogAgent's high-res branch per step; dot/svg/png: a diagram (see --diagram); "
                              "html: the full report; chrome: Chrome/Perfetto trace (default: tree)")
     parser.add_argument("--diagram", choices=DIAGRAMS, default="architecture",
                         help="which diagram dot/svg/png draw (default architecture; tokens: png only)")

@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     with threads_for(rough_parameters(config)), record(None, meta=meta) as handle:
         model, _ = adapter.load(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
-        result = chat(image, model, text_processor, image_processor, query, options=options)
+        result = chat(image, model, text_processor, image_processor, query, options=options,
+                      **adapter.chat_options(config))
         handle.meta["response"] = result.response
         handle.meta["token_layout"] = adapter.prompt_layout(text_processor, result.prompt)
         ids = sorted(set(result.output_ids))

@@ -12,7 +12,9 @@ On a machine without CUDA the script runs inside :func:`tracer.cpu.cpu_substitut
 CPU; the trace names the substitutions in ``meta['cpu_substitutions']``. A script that still
 reaches a GPU-only path gets one line naming the call. ``--cpu`` forces the substitutions and
 adds :func:`tracer.cogvlm.upstream.upstream_on_cpu` (a torch stand-in for the xformers
-attention upstream CogVLM's vision tower imports).
+attention upstream CogVLM's vision tower imports) and, when timm is absent,
+:func:`tracer.cogagent.upstream.timm_stand_in` (the three timm helpers upstream CogAgent's
+high-resolution encoder imports).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trace_arguments(parser, output_help=f"folder for trace.json and trace.chrome.json (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--cpu", action="store_true",
                         help="force the CPU substitutions (applied anyway when CUDA is absent: torch rotary instead "
-                             "of SAT's Triton kernel) and add a torch stand-in for xformers, which upstream CogVLM's "
-                             "vision tower imports")
+                             "of SAT's Triton kernel) and add torch stand-ins for xformers, which upstream CogVLM's "
+                             "vision tower imports, and for timm, which upstream CogAgent's high-res encoder imports")
     parser.add_argument("script", help="the Python script to run")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
 
@@ -90,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
             shims.enter_context(upstream_on_cpu())
             handle.meta["cpu_substitutions"].append("xformers: memory_efficient_attention -> torch stand-in")
+            from ..cogagent.upstream import timm_stand_in  # upstream CogAgent's high-res encoder imports timm
+
+            if shims.enter_context(timm_stand_in()):
+                handle.meta["cpu_substitutions"].append("timm: drop_path, to_2tuple, trunc_normal_ -> torch stand-in")
         sys.argv = [str(args.script), *args.script_args]
         sys.path.insert(0, str(script.parent))
         with handle:

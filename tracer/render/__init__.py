@@ -13,12 +13,14 @@ renders on any machine. One module per view:
 ``tokens``          token layout strip with the three masks (text and PNG)
 ``architecture``    the facts of CogVLM's data flow, read off the trace
 ``diagrams``        DOT for the call graph, module tree and architecture; SVG/PNG
-``report``          the HTML report with all of the above
+``report``          the HTML report with all of the above (``report.html``)
+``explorer``        that report as an interactive page, and ``cogtrace diff``'s two-column page
+``diffview``        ``cogtrace diff`` as text tables
 ``fonts``           fonts for the Pillow pictures, a CJK one for Chinese prompts
 ==================  ===========================================================
 
 Submodules are imported on use, so ``import tracer.render`` is cheap.
 """
 
-__all__ = ["architecture", "calls", "common", "diagrams", "fonts", "hooks", "modules", "report", "steps",
-           "terminal", "tokens"]
+__all__ = ["architecture", "calls", "common", "diagrams", "diffview", "explorer", "fonts", "hooks", "modules",
+           "report", "steps", "terminal", "tokens"]
