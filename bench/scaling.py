@@ -15,7 +15,6 @@ holds module, hook and generation events. Untraced and traced runs alternate per
 from __future__ import annotations
 
 import gc
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -43,12 +42,15 @@ def _point(p: Any, new_tokens: int, out_dir: Path, repeats: int) -> dict[str, An
     for r in range(repeats):
         for mode in ("untraced", "runtime") if r % 2 == 0 else ("runtime", "untraced"):
             gc.collect()
-            start = time.perf_counter()
+            # CPU time of this process (one torch thread, see bench/__main__.py), not wall time:
+            # on a shared 2-core machine the other jobs stretch wall time by up to 3x, run to run.
+            start = time.process_time()
             with tracing(mode, out_dir if mode == "runtime" else None):
                 generate(p, new_tokens)
-            (traced if mode == "runtime" else untraced).append(time.perf_counter() - start)
+            (traced if mode == "runtime" else untraced).append(time.process_time() - start)
     stats = trace_stats(out_dir)
-    return {"untraced": statistics.median(untraced), "traced": statistics.median(traced),
+    # The fastest of the runs: what other jobs add (cache misses, migrations) only ever adds time.
+    return {"untraced": min(untraced), "traced": min(traced),
             "bytes": stats["bytes"], "trace_json_bytes": stats.get("trace_json_bytes", 0),
             "events": stats["events"], "by_category": stats["by_category"]}
 
@@ -96,9 +98,9 @@ def _growth(points: list[dict[str, Any]], unit: str) -> str:
 def measure(*, quick: bool, config: str, env: dict[str, str], plot_path: Path | None) -> Section:
     tokens = TOKENS_QUICK if quick else TOKENS_FULL
     layers = LAYERS_QUICK if quick else LAYERS_FULL
-    repeats = 1 if quick else 2
+    repeats = 1 if quick else 3
     section = Section("scaling", "Scaling with generated tokens and with layers",
-                      doc_paragraphs(__doc__, 1, 2, 3) + f" Medians of {repeats} run(s) per point; the trace is the last traced run's.")
+                      doc_paragraphs(__doc__, 1, 2, 3) + f" Times are CPU time of the measuring process (`time.process_time`, one torch thread), the fastest of {repeats} run(s) per point, untraced and traced alike: wall time on the shared 2-core machine swung by up to 3x run to run. The trace is the last traced run's.")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         tok = run_task("bench.scaling:tokens_sweep", {"config": config, "tokens": list(tokens), "repeats": repeats,

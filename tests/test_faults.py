@@ -178,7 +178,8 @@ def test_a_real_signal_into_an_existing_report_folder_leaves_it_untouched(tmp_pa
     stdout, stderr = proc.communicate(timeout=120)
     assert caught, f"the report finished before its staging folder was seen:\n{stderr}"
     assert proc.returncode == (130 if signum == signal.SIGINT else 143), stderr
-    assert "Traceback" not in stderr
+    word = "interrupted" if signum == signal.SIGINT else "terminated"
+    assert _one_line(stderr) == f"cogtrace report: {word}"
     assert _snapshot(out) == before
     assert _leftovers(tmp_path) == []
 
@@ -470,3 +471,59 @@ def test_tiny_models_run_on_one_thread_and_the_setting_is_restored() -> None:
     with threads_for(10**10, requested=None):
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before
+
+
+def test_the_chrome_file_is_written_on_request(tmp_path: Path) -> None:
+    import tracer
+    from tracer.cogvlm.build import build_model
+
+    with tracer.trace(tmp_path / "plain", categories=["construction"]):
+        build_model(TINY, device="meta")
+    with tracer.trace(tmp_path / "both", categories=["construction"], chrome=True):
+        build_model(TINY, device="meta")
+    assert {p.name for p in (tmp_path / "plain").iterdir()} == {"trace.json"}
+    assert {p.name for p in (tmp_path / "both").iterdir()} == {"trace.json", "trace.chrome.json"}
+    doc = json.loads((tmp_path / "both" / "trace.chrome.json").read_text(encoding="utf-8"))
+    assert len(doc["traceEvents"]) > 10
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="chromium not installed (scripts/ensure_chromium.sh)")
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_the_report_fits_the_window(tmp_path: Path, width: int) -> None:
+    """Nothing in the report is wider than a 1280-1920 px window: wide tables scroll inside their
+    own box and call-graph labels wrap between words (the page itself never scrolls sideways)."""
+    from fixtures.render_support import load
+
+    from tracer.render.report import render_html
+
+    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-overflow', "
+             "String(document.documentElement.scrollWidth - document.documentElement.clientWidth)));</script>")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(load("real")).replace("</body>", probe + "</body>"), encoding="utf-8")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser is not None
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000",
+                           "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120, check=False)
+    found = [line for line in proc.stdout.split() if line.startswith('data-overflow="')]
+    assert found, proc.stderr[-2000:]
+    assert int(found[0].split('"')[1]) <= 0
+
+
+def test_an_immutable_output_folder_is_refused_before_any_model_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    before = _old_report(out)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(out)], capture_output=True,
+                                                        check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a filesystem with the flag)")
+    try:
+        code = main(["report", TINY, "-o", str(out)])
+        line = _one_line(capsys.readouterr().err)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True, check=False)
+    assert code == 2 and "Operation not permitted" in line and str(out) in line
+    assert _snapshot(out) == before

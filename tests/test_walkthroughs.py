@@ -132,6 +132,15 @@ def test_grounding_writes_output_png_outside_the_cwd(runs: dict[str, subprocess.
     assert not (REPO / "output.png").exists()
 
 
+def test_walkthroughs_leave_no_temporary_folders(runs: dict[str, subprocess.CompletedProcess[str]],
+                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The Chinese run writes 04's and 06's pictures without --out: into one folder of the cache,
+    reused by every run, never a new /tmp/cogtrace-* folder per run (TMPDIR is the test's tmp)."""
+    assert runs["zh"].returncode == 0, _failure(runs["zh"])
+    assert list(tmp_path_factory.getbasetemp().glob("walkthroughs*/cogtrace-*")) == []
+    assert (tmp_path_factory.getbasetemp() / "cogtrace-cache" / "walkthroughs" / "06" / "output.png").is_file()
+
+
 def test_pressing_enter_steps_through(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """Without --no-pause, 01 waits for Enter between steps; newlines on stdin step it through."""
     proc = runs["enter"]

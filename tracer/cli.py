@@ -56,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the program is: it unwinds through every ``with``, so staging
+    folders are removed and the previous output stays as it was."""
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(TERMINATED)  # unwinds through every `with`: staging folders are removed
+    raise Terminated(TERMINATED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,11 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a write or read at the edges that the command did not foresee
         from .files import describe_os_error
 
-        print(f"cogtrace {args.command}: error: {describe_os_error('?', e)}", file=sys.stderr)
+        print(f"cogtrace {args.command}: error: {describe_os_error(None, e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cogtrace {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"cogtrace {args.command}: terminated", file=sys.stderr)
+        return TERMINATED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

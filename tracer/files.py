@@ -57,11 +57,11 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 # Output folders as transactions
 
 
-def describe_os_error(path: str | Path, error: OSError) -> str:
+def describe_os_error(path: str | Path | None, error: OSError) -> str:
     """``out/report: Read-only file system``: the path an OS call failed on and the reason, one line."""
     where = error.filename if error.filename is not None else path
-    reason = error.strerror or error.__class__.__name__
-    return f"{where}: {reason}"
+    reason = error.strerror or str(error) or error.__class__.__name__
+    return reason if where is None else f"{where}: {reason}"
 
 
 def _parent_folder(path: Path) -> Path:
@@ -87,12 +87,15 @@ def check_writable_folder(path: str | Path, flag: str = "-o") -> Path:
     parent = _parent_folder(out) if not out.exists() else out.absolute().parent
     if not parent.is_dir():
         raise OutputError(f"{flag} {out}: {parent} is a file, not a folder (expected a path under a folder)")
-    try:
-        probe = tempfile.mkdtemp(prefix=f".{out.name or 'out'}.probe-", dir=parent)
-        os.rmdir(probe)
-    except OSError as e:
-        raise OutputError(f"{flag} {out}: cannot write in {parent} ({e.strerror or e}); "
-                          f"expected a writable folder") from e
+    # An existing folder is swapped out as a whole: it must be changeable too (an immutable one
+    # refuses new entries, as it refuses the rename).
+    for folder in (parent, out) if out.is_dir() else (parent,):
+        try:
+            probe = tempfile.mkdtemp(prefix=f".{out.name or 'out'}.probe-", dir=folder)
+            os.rmdir(probe)
+        except OSError as e:
+            raise OutputError(f"{flag} {out}: cannot write in {folder} ({e.strerror or e}); "
+                              f"expected a writable folder") from e
     return out
 
 
