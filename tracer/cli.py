@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a Python script with SAT construction and runtime tracing (like python -m viztracer)"),
     "shapes": ("shapes", "trace every tensor shape of a forward at full width, on meta weights (no memory)"),
     "chat": ("chat", "chat about an image with CogVLM, as upstream's cli_demo_sat.py (tiny checkpoints run on CPU)"),
+    "finetune": ("finetune", "fine-tune CogVLM on a CPU through SAT's training_main + DeepSpeed, full or LoRA, traced"),
     "report": ("report", "trace construction and one chat turn, then write the HTML report and every view to a folder"),
     "render": ("render", "draw a saved trace: call tree, module tree, hooks, steps, tokens, diagrams, HTML, Chrome"),
     "summary": ("summary", "torchinfo's summary of a tiny model next to cogtrace's view of the same forward"),

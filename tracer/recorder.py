@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from .trace import CATEGORIES, Category, Event, ModuleNode, SourceLocation, Trace
+from .trace import CATEGORIES, DEFAULT_CATEGORIES, Category, Event, ModuleNode, SourceLocation, Trace
 
 __all__ = ["Recorder", "TraceHandle", "TracingError", "active_recorder", "trace"]
 
@@ -258,6 +258,10 @@ class TraceHandle:
                 from .runtime import install as install_runtime
 
                 self._uninstallers.append(install_runtime(rec))
+            if rec.wants("training"):
+                from .training import install as install_training
+
+                self._uninstallers.append(install_training(rec))
         except BaseException:
             self._uninstall()
             raise
@@ -308,7 +312,7 @@ def write_files(trace_: Trace, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,
+def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = DEFAULT_CATEGORIES,
           max_depth: int | None = None, max_steps: int | None = None,
           meta: dict[str, Any] | None = None) -> TraceHandle:
     """Record SAT construction calls and runtime shapes inside a ``with`` block.
@@ -321,7 +325,8 @@ def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATE
             model(**inputs)
         print(len(t.trace.events))
 
-    ``categories``: any of construction, module, hook, generation (fewer = cheaper);
+    ``categories``: any of construction, module, hook, generation (the default: all four; fewer =
+    cheaper) and training (SAT's training path, :mod:`tracer.training`; asked for explicitly);
     ``max_depth``: events nested deeper than this are not recorded;
     ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
     forward is step 0 and always recorded when generation is traced).

@@ -167,7 +167,7 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
     from .cogvlm.build import build_model
     from .cogvlm.config import load_config
     from .recorder import trace
-    from .trace import CATEGORIES
+    from .trace import DEFAULT_CATEGORIES
 
     spec = load_config(config)
     start = time.perf_counter()
@@ -176,7 +176,7 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
                          "(tracer.shapes.MetaWithValues): shapes are the real model's, values are not computed"}
     if num_layers is not None:
         meta["num_layers"] = num_layers
-    with trace(out_dir, categories=tuple(categories) if categories is not None else CATEGORIES,
+    with trace(out_dir, categories=tuple(categories) if categories is not None else DEFAULT_CATEGORIES,
                max_depth=max_depth, meta=meta) as handle:
         result = build_model(spec, device="meta", num_layers=num_layers)
         inputs = cogvlm_inputs(result.args, text_tokens)
