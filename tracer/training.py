@@ -257,26 +257,38 @@ class _Training:
         tracer = self
 
         def backward(engine: Any, loss: Any, *args: Any, **kwargs: Any) -> Any:
+            # Gradients are read as autograd produces them (a read-only tensor hook per trainable
+            # parameter, removed right after): ZeRO moves them into its own buffers and clears
+            # param.grad before backward returns, so they cannot be read afterwards.
+            groups: dict[str, dict[str, Any]] = {}
+            handles = []
+            for name, param in engine.module.named_parameters():
+                if not param.requires_grad:
+                    continue
+                group = groups.setdefault(parameter_group(name), {"parameters": 0, "with_grad": 0,
+                                                                  "shapes": [], "norm_sq": 0.0})
+                group["parameters"] += 1
+
+                def seen(grad: Any, group: dict[str, Any] = group) -> None:
+                    group["with_grad"] += 1
+                    group["norm_sq"] += float(grad.detach().float().square().sum())
+                    if len(group["shapes"]) < 8:
+                        group["shapes"].append(list(grad.shape))
+
+                handles.append(param.register_hook(seen))
+
             def after(_: Any, fields: dict[str, Any]) -> None:
-                groups: dict[str, dict[str, Any]] = {}
-                for name, param in engine.module.named_parameters():
-                    if not param.requires_grad:
-                        continue
-                    group = groups.setdefault(parameter_group(name), {"parameters": 0, "with_grad": 0,
-                                                                      "shapes": [], "norm_sq": 0.0})
-                    group["parameters"] += 1
-                    if param.grad is not None:
-                        group["with_grad"] += 1
-                        group["norm_sq"] += float(param.grad.float().square().sum())
-                        if len(group["shapes"]) < 8:
-                            group["shapes"].append(list(param.grad.shape))
                 for group in groups.values():
                     group["norm"] = math.sqrt(group.pop("norm_sq"))
                 fields["groups"] = groups
                 fields["grad_norm"] = math.sqrt(sum(g["norm"] ** 2 for g in groups.values()))
 
-            return tracer._run("backward", {"loss": float(loss.detach())},
-                               lambda: original(engine, loss, *args, **kwargs), after)
+            try:
+                return tracer._run("backward", {"loss": float(loss.detach())},
+                                   lambda: original(engine, loss, *args, **kwargs), after)
+            finally:
+                for handle in handles:
+                    handle.remove()
 
         return backward
 

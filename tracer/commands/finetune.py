@@ -36,9 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..finetune.train import DEFAULT_DEEPSPEED_CONFIG, finetune
+    from ..finetune.train import DEFAULT_DEEPSPEED_CONFIG, check_inputs, finetune
 
     out = Path(args.output)
+    # Every input first, before SAT and DeepSpeed are imported (seconds) or anything is written.
+    check_inputs(args.config, args.data, out, iters=args.iters, lora_rank=args.lora_rank,
+                 layer_range=args.layer_range, deepspeed_config=args.deepspeed_config or DEFAULT_DEEPSPEED_CONFIG)
     rank = int(os.environ.get("RANK", "0"))
     common = dict(iters=args.iters, lora_rank=args.lora_rank, layer_range=args.layer_range, seed=args.seed,
                   deepspeed_config=args.deepspeed_config or DEFAULT_DEEPSPEED_CONFIG, max_length=args.max_length,

@@ -35,7 +35,7 @@ from ..cogvlm.config import ModelConfig, load_config
 from ..errors import UserError
 
 __all__ = ["DEFAULT_DEEPSPEED_CONFIG", "FinetuneError", "FinetuneResult", "check_deepspeed_config",
-           "check_layer_range", "finetune"]
+           "check_inputs", "check_layer_range", "finetune"]
 
 DEFAULT_DEEPSPEED_CONFIG = Path(__file__).parent / "configs" / "deepspeed_cpu.json"
 # Optimizers DeepSpeed runs as CUDA kernels (or as a CPU extension built on first use); the
@@ -151,14 +151,12 @@ def _args_list(data: Path, out: Path, iters: int, seed: int, ds_config: Path, co
     return args
 
 
-def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iters: int = 100,
-             lora_rank: int | None = None, layer_range: list[int] | None = None, seed: int = 1234,
-             deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG, max_length: int = 256,
-             save_interval: int | None = None, on_model: Callable[[Any], None] | None = None) -> FinetuneResult:
-    """Fine-tune ``config_spec`` on ``data`` (``data/train``, optional ``data/valid``) into ``out``."""
+def check_inputs(config_spec: str | Path, data: str | Path, out: str | Path, *, iters: int = 100,
+                 lora_rank: int | None = None, layer_range: list[int] | None = None,
+                 deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG) -> ModelConfig:
+    """Every input of :func:`finetune`, checked before anything heavy is imported or written."""
     from .data import load_split
 
-    # 1. Everything the user gave, before the slow imports and the build.
     config = load_config(config_spec)
     data, out = Path(data), Path(out)
     if iters <= 0:
@@ -168,18 +166,29 @@ def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iter
     if layer_range is not None and lora_rank is None:
         raise FinetuneError("--layer-range: applies to LoRA only; expected --lora-rank too")
     check_layer_range(layer_range, config)
-    ds_config = Path(deepspeed_config)
-    check_deepspeed_config(ds_config)
+    check_deepspeed_config(deepspeed_config)
     if not data.is_dir():
         raise FinetuneError(f"--data {data}: no such folder (expected DIR/train/images + DIR/train/labels)")
     load_split(data / "train")  # empty, unreadable or malformed: one line naming the file
     if (data / "valid").exists():
         load_split(data / "valid")
-    if out.exists() and any(out.iterdir()):
-        raise FinetuneError(f"-o {out}: not empty; expected a new or empty folder (checkpoints are never overwritten)")
+    if os.environ.get("RANK", "0") == "0" and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FinetuneError(f"-o {out}: not an empty folder; expected a new or empty one (checkpoints are "
+                            f"never overwritten)")
     if not config.values.get("tokenizer_type"):
         raise FinetuneError(f"{config.path}: fine-tuning here needs a tiny config with the shipped tokenizer "
                             f"(tokenizer_type); a full checkpoint needs a GPU and its vicuna tokenizer")
+    return config
+
+
+def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iters: int = 100,
+             lora_rank: int | None = None, layer_range: list[int] | None = None, seed: int = 1234,
+             deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG, max_length: int = 256,
+             save_interval: int | None = None, on_model: Callable[[Any], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``config_spec`` on ``data`` (``data/train``, optional ``data/valid``) into ``out``."""
+    config = check_inputs(config_spec, data, out, iters=iters, lora_rank=lora_rank, layer_range=layer_range,
+                          deepspeed_config=deepspeed_config)
+    data, out, ds_config = Path(data), Path(out), Path(deepspeed_config)
 
     from ..cogvlm.checkpoint import cache_root
 
@@ -193,7 +202,7 @@ def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iter
         return _run(config, data, out, iters, lora_rank, layer_range, seed, ds_config, max_length,
                     save_interval or 10 ** 9, on_model)
     except BaseException:
-        if out.exists() and not (out / "export").exists():
+        if os.environ.get("RANK", "0") == "0" and out.exists() and not (out / "export").exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing half-saved
         raise
     finally:
@@ -258,7 +267,8 @@ def _run(config: ModelConfig, data: Path, out: Path, iters: int, lora_rank: int 
         trained.get_mixin("lora").merge_lora()
         trained.get_mixin("eva").vit_model.get_mixin("lora").merge_lora()
     trained.eval()
-    export = save_checkpoint(trained, config, out / "export", iteration=iters)
-    with torch.no_grad():
-        pass
+    export = out / "export"
+    if torch.distributed.get_rank() == 0:  # data-parallel ranks hold the same weights: one writer
+        save_checkpoint(trained, config, export, iteration=iters)
+    torch.distributed.barrier()
     return FinetuneResult(Path(args.save) if args.save else None, export, losses, trainable)
