@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DeepSpeed config (default: the shipped fp32 CPU one, tracer/finetune/configs/)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--max-length", type=int, default=256, metavar="N", help="tokens per sample at most")
+    parser.add_argument("--dropout", type=float, default=None, metavar="P",
+                        help="the language model's hidden and attention dropout (default: SAT's 0.1)")
     parser.add_argument("--save-interval", type=int, default=None, metavar="N",
                         help="also save every N iterations (default: only at the end)")
 
@@ -41,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     # Every input first, before SAT and DeepSpeed are imported (seconds) or anything is written.
     check_inputs(args.config, args.data, out, iters=args.iters, lora_rank=args.lora_rank,
-                 layer_range=args.layer_range, deepspeed_config=args.deepspeed_config or DEFAULT_DEEPSPEED_CONFIG)
+                 layer_range=args.layer_range, deepspeed_config=args.deepspeed_config or DEFAULT_DEEPSPEED_CONFIG,
+                 dropout=args.dropout)
     rank = int(os.environ.get("RANK", "0"))
     common = dict(iters=args.iters, lora_rank=args.lora_rank, layer_range=args.layer_range, seed=args.seed,
                   deepspeed_config=args.deepspeed_config or DEFAULT_DEEPSPEED_CONFIG, max_length=args.max_length,
-                  save_interval=args.save_interval)
+                  save_interval=args.save_interval, dropout=args.dropout)
     if rank != 0:
         finetune(args.config, args.data, out, **common)  # type: ignore[arg-type]
         return 0

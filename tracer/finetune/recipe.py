@@ -37,7 +37,7 @@ from ..cogvlm.image_processor import get_image_processor
 from ..cogvlm.model import CogVLMModel
 from ..cogvlm.text_processor import TextProcessor
 from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
-from .data import Sample, samples
+from .data import KIND_WEIGHTS, Sample, samples
 from .evaluate import Question, Score, evaluate
 from .text import TrainingTextProcessor, answer_loss, collate
 
@@ -59,6 +59,8 @@ class Recipe:
     seed: int = 1234
     eval_every: int = 1000
     eval_questions: int = 40
+    box_weight: int = 6  # how often a box question is asked, against colour 2, shape 2, count 1, position 1
+    init: str = ""  # a checkpoint folder (SAT layout) to continue from; "" = seeded weights
 
 
 def sincos_position_embeddings(grid: int, width: int, cls_tokens: int = 1) -> torch.Tensor:
@@ -102,8 +104,9 @@ def held_out_questions(count: int, *, max_objects: int, kinds: tuple[str, ...], 
 
 
 def _stream(recipe: Recipe) -> Iterator[tuple[int, Sample]]:
-    single = samples(recipe.seed, "train", 1)
-    multi = samples(recipe.seed, "train", 3)
+    weights = {**KIND_WEIGHTS, "box": recipe.box_weight}
+    single = samples(recipe.seed, "train", 1, weights)
+    multi = samples(recipe.seed, "train", 3, weights)
     choose = random.Random(f"{recipe.seed}/mix")
     step_of = itertools.count()
     while True:
@@ -114,14 +117,14 @@ def _stream(recipe: Recipe) -> Iterator[tuple[int, Sample]]:
 
 
 def score_model(model: CogVLMModel, text: TextProcessor, image: Any, count: int, seed: int) -> dict[str, Any]:
-    """Greedy held-out scores: boxes on single objects; words on 1-3 object scenes."""
+    """Greedy held-out scores on single-object scenes: boxes, and the word questions."""
     from ..cogvlm.chat import add_autoregressive_mixin
 
     add_autoregressive_mixin(model)
     try:
         boxes = evaluate(model, text, image, held_out_questions(count, max_objects=1, kinds=("box",), seed=seed))
         words = evaluate(model, text, image, held_out_questions(
-            count, max_objects=3, kinds=("colour", "shape", "count", "position"), seed=seed))
+            count, max_objects=1, kinds=("colour", "shape", "count", "position"), seed=seed))
     finally:
         model.del_mixin("auto-regressive")
     merged = Score({**boxes.asked, **words.asked}, {**boxes.right, **words.right}, boxes.ious)
@@ -137,11 +140,16 @@ def train_tiny(out: str | Path, recipe: Recipe = Recipe(), log: Callable[[str], 
     config = load_config(TRAINED_CONFIG)
     built = build_model(config, seed=recipe.seed)
     model = built.model
-    eva = model.get_mixin("eva").vit_model
-    grid = config.eva["image_size"][0] // config.eva["patch_size"]
-    with torch.no_grad():
-        eva.transformer.position_embeddings.weight.copy_(
-            sincos_position_embeddings(grid, config.eva["hidden_size"]))
+    if recipe.init:  # continue a run: its weights replace the seeded ones
+        from ..cogvlm.checkpoint import checkpoint_file, read_state_dict
+
+        model.load_state_dict(read_state_dict(checkpoint_file(recipe.init)), strict=True)
+    else:
+        eva = model.get_mixin("eva").vit_model
+        grid = config.eva["image_size"][0] // config.eva["patch_size"]
+        with torch.no_grad():
+            eva.transformer.position_embeddings.weight.copy_(
+                sincos_position_embeddings(grid, config.eva["hidden_size"]))
     model.eval()  # dropout off (see the module doc); gradients flow as usual
     version = choose_version(None, config.values, config.name)
     text = TextProcessor(tokenizer_for_config(config.values, None, version), 1 << 30, int(config.values["image_length"]))

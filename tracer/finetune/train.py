@@ -133,7 +133,8 @@ def _forward_step(data_iterator: Any, model: Any, args: argparse.Namespace, time
 
 
 def _args_list(data: Path, out: Path, iters: int, seed: int, ds_config: Path, config: ModelConfig,
-               lora_rank: int | None, layer_range: list[int] | None, save_interval: int) -> list[str]:
+               lora_rank: int | None, layer_range: list[int] | None, save_interval: int,
+               dropout: float | None) -> list[str]:
     args = ["--mode", "finetune", "--train-iters", str(iters), "--train-data", str(data / "train"),
             "--distributed-backend", "gloo", "--no-save-rng", "--deepspeed_config", str(ds_config),
             "--experiment-name", f"finetune-{config.name}", "--save", str(out / "checkpoints"),
@@ -148,12 +149,14 @@ def _args_list(data: Path, out: Path, iters: int, seed: int, ds_config: Path, co
         args += ["--full_finetune"]
     if layer_range is not None:
         args += ["--layer_range", *map(str, layer_range)]
+    if dropout is not None:  # the language model's; SAT's default is 0.1 (the EVA tower's is 0)
+        args += ["--hidden-dropout", str(dropout), "--attention-dropout", str(dropout)]
     return args
 
 
 def check_inputs(config_spec: str | Path, data: str | Path, out: str | Path, *, iters: int = 100,
                  lora_rank: int | None = None, layer_range: list[int] | None = None,
-                 deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG) -> ModelConfig:
+                 deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG, dropout: float | None = None) -> ModelConfig:
     """Every input of :func:`finetune`, checked before anything heavy is imported or written."""
     from .data import load_split
 
@@ -161,6 +164,8 @@ def check_inputs(config_spec: str | Path, data: str | Path, out: str | Path, *, 
     data, out = Path(data), Path(out)
     if iters <= 0:
         raise FinetuneError(f"--iters {iters}: expected a positive integer")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise FinetuneError(f"--dropout {dropout}: expected a probability in [0, 1)")
     if lora_rank is not None and lora_rank <= 0:
         raise FinetuneError(f"--lora-rank {lora_rank}: expected a positive integer (LoRA's rank r of B @ A)")
     if layer_range is not None and lora_rank is None:
@@ -184,10 +189,11 @@ def check_inputs(config_spec: str | Path, data: str | Path, out: str | Path, *, 
 def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iters: int = 100,
              lora_rank: int | None = None, layer_range: list[int] | None = None, seed: int = 1234,
              deepspeed_config: str | Path = DEFAULT_DEEPSPEED_CONFIG, max_length: int = 256,
-             save_interval: int | None = None, on_model: Callable[[Any], None] | None = None) -> FinetuneResult:
+             save_interval: int | None = None, dropout: float | None = None,
+             on_model: Callable[[Any], None] | None = None) -> FinetuneResult:
     """Fine-tune ``config_spec`` on ``data`` (``data/train``, optional ``data/valid``) into ``out``."""
     config = check_inputs(config_spec, data, out, iters=iters, lora_rank=lora_rank, layer_range=layer_range,
-                          deepspeed_config=deepspeed_config)
+                          deepspeed_config=deepspeed_config, dropout=dropout)
     data, out, ds_config = Path(data), Path(out), Path(deepspeed_config)
 
     from ..cogvlm.checkpoint import cache_root
@@ -200,7 +206,7 @@ def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iter
     os.environ.update(added)
     try:
         return _run(config, data, out, iters, lora_rank, layer_range, seed, ds_config, max_length,
-                    save_interval or 10 ** 9, on_model)
+                    save_interval or 10 ** 9, dropout, on_model)
     except BaseException:
         if os.environ.get("RANK", "0") == "0" and out.exists() and not (out / "export").exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing half-saved
@@ -212,7 +218,7 @@ def finetune(config_spec: str | Path, data: str | Path, out: str | Path, *, iter
 
 def _run(config: ModelConfig, data: Path, out: Path, iters: int, lora_rank: int | None,
          layer_range: list[int] | None, seed: int, ds_config: Path, max_length: int, save_interval: int,
-         on_model: Callable[[Any], None] | None) -> FinetuneResult:
+         dropout: float | None, on_model: Callable[[Any], None] | None) -> FinetuneResult:
     import torch
     from sat.model.finetune.lora2 import LoraMixin
     from sat.training.deepspeed_training import training_main
@@ -229,7 +235,7 @@ def _run(config: ModelConfig, data: Path, out: Path, iters: int, lora_rank: int 
     parser = argparse.ArgumentParser(add_help=False)
     parser = FineTuneTrainCogVLMModel.add_model_specific_args(parser)
     known, rest = parser.parse_known_args(_args_list(data, out, iters, seed, ds_config, config, lora_rank,
-                                                     layer_range, save_interval))
+                                                     layer_range, save_interval, dropout))
     args = get_training_args(rest)
     args = argparse.Namespace(**vars(args), **vars(known))
     model, args = FineTuneTrainCogVLMModel.from_pretrained(str(_checkpoint_dir(config, seed)), args)
