@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ds["optimizer"]["params"]["lr"] = 0.2  # SAT holds finetune lr at 5 % for 100 iterations: 0.01 here
     (tmp / "ds.json").write_text(json.dumps(ds))
     out = tmp / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "COGTRACE_CACHE": str(tmp / "cache")}
+    # DeepSpeed JIT-compiles its CPU communication op once (a C++ build, minutes on a busy
+    # machine): one build per machine, shared by test sessions, instead of one per private cache.
+    extensions = Path(tempfile.gettempdir()) / f"cogtrace-torch-extensions-{os.getuid()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "COGTRACE_CACHE": str(tmp / "cache"),
+           "TORCH_EXTENSIONS_DIR": str(extensions)}
     proc = subprocess.run(
         [sys.executable, "-m", "tracer.cli", "finetune", "tiny/cogvlm-grounding-trained", "--data", str(data),
          "-o", str(out), "--iters", "3", "--lora-rank", "4", "--deepspeed-config", str(tmp / "ds.json"), "--dropout", "0"],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"out": out, "data": data, "tmp": tmp, "cache": tmp / "cache"}
 
