@@ -44,6 +44,9 @@ EXPECTED_EN: dict[str, list[str]] = {
                          "same answer: True"],
     "06_grounding.py": ["a blue circle", "(274, 70, 430, 224)", "output.png", "expected 4 coordinates"],
     "07_full_size_meta.py": ["17,639,685,376", "5,496,929,536", "70.6 GB", "22.0 GB"],
+    "08_finetune.py": ["sat/model/finetune/lora2.py:", "ColumnParallelLinear │ LoraLinear",
+                       "trainable / total = 7,168 / 595,440", "language LoRA A     │ 0.000e+00",
+                       "sat/training/deepspeed_training.py:", "LoRA parameters left = 0"],
 }
 SCRIPTS = sorted(EXPECTED_EN)
 # Language-independent facts that the Chinese run must print too, and its own words.
