@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..cogvlm.text_processor import TextProcessor
     from ..trace import Trace
 
-DEFAULT_QUERY = "Where is the dog in the image? Answer with coordinates."
+DEFAULT_QUERY = "Where is the purple circle in the image? Give its bounding box as [[x0,y0,x1,y1]]."  # shapes.jpg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.build_only or args.device == "meta":
         return _build_only(args, config, out)
 
-    from ..cogvlm import SAMPLE_IMAGE
+    from ..cogvlm import default_image
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
     from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the prompt is {context} tokens and --max-new-tokens {args.max_new_tokens}: "
                         f"above the model's max_sequence_length {limit}")
     image_processor = get_image_processor(config.eva["image_size"])
-    image_path = args.image or str(SAMPLE_IMAGE)
+    image_path = args.image or str(default_image(config.name))
     image = open_image(image_path)  # a bad image fails here, before the model load
 
     from ..cogvlm.chat import SamplingOptions, add_autoregressive_mixin, chat
