@@ -14,7 +14,6 @@ import dataclasses
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from tracer.cogvlm.config import CONFIG_ROOT
 from tracer.finetune.recipe import Recipe, train_tiny

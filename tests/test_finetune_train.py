@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from tracer.cli import main
-from tracer.cogvlm.checkpoint import read_state_dict
+from tracer.cogvlm.checkpoint import checkpoint_file, read_state_dict
+from tracer.cogvlm.config import load_config
 from tracer.finetune.data import write_dataset
 from tracer.finetune.train import DEFAULT_DEEPSPEED_CONFIG
 from tracer.trace import Trace
@@ -68,18 +69,12 @@ def test_sat_checkpoint_and_frozen_parameters_unchanged(run: dict[str, Path]) ->
     assert (experiment / "latest").read_text().strip() == "3"
     assert json.loads((experiment / "model_config.json").read_text())["model_class"] == "FineTuneTrainCogVLMModel"
     saved = torch.load(experiment / "3" / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)["module"]
-    base_dir = next((run["cache"] / "checkpoints").glob("cogvlm-grounding-trained-*"), None)
-    from tracer.cogvlm.checkpoint import _looks_like_checkpoint
-    from tracer.cogvlm.config import load_config
-
-    shipped = load_config("tiny/cogvlm-grounding-trained").directory
-    source = shipped if _looks_like_checkpoint(shipped) else base_dir
-    assert source is not None
-    base = read_state_dict(next(source.glob("*/mp_rank_00_model_states.pt")))
+    base = read_state_dict(checkpoint_file(load_config("tiny/cogvlm-grounding-trained").directory))  # shipped
     lora = [k for k in saved if ".matrix_" in k]
     assert len(lora) == 32  # 4 swapped Linears per tower x (3 + 1 partitions) x (A, B)
     for name, tensor in base.items():
-        key = name if name in saved else name.replace(".weight", ".original.weight")
+        prefix, leaf = name.rsplit(".", 1)
+        key = name if name in saved else f"{prefix}.original.{leaf}"  # a swapped Linear keeps it as .original
         assert torch.equal(saved[key], tensor), name  # frozen: bit-unchanged
     assert any(not torch.equal(saved[k], torch.zeros_like(saved[k])) for k in lora if "matrix_B" in k)
 

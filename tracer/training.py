@@ -58,14 +58,12 @@ def _linear_classes(model: Any) -> dict[str, str]:
 
 def _why(model: Any) -> Callable[[str], str]:
     """The trainable rule's explanation when the model has one (tracer.finetune.model)."""
-    try:
-        from .finetune.model import FineTuneTrainCogVLMModel, _why as rule_why
-    except ImportError:  # pragma: no cover - the package ships together
-        return lambda name: "requires_grad"
+    from .finetune.model import FineTuneTrainCogVLMModel, why_trainable
+
     if isinstance(model, FineTuneTrainCogVLMModel):
         args = model.args
         use_lora, full = bool(getattr(args, "use_lora", False)), bool(getattr(args, "full_finetune", False))
-        return lambda name: rule_why(name, use_lora, full) or "requires_grad (set outside the rule)"
+        return lambda name: why_trainable(name, use_lora, full) or "requires_grad (set outside the rule)"
     return lambda name: "requires_grad"
 
 
@@ -324,7 +322,7 @@ class _Training:
         def save_checkpoint(iteration: int, model: Any, optimizer: Any, lr_scheduler: Any, args: Any) -> Any:
             def after(_: Any, fields: dict[str, Any]) -> None:
                 root = Path(args.save)
-                files = []
+                files: list[dict[str, Any]] = []
                 for path in sorted(_walk(root)):
                     files.append({"path": str(path.relative_to(root)), "bytes": path.stat().st_size})
                 fields.update({"directory": str(root), "files": files, "bytes": sum(f["bytes"] for f in files)})

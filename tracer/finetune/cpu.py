@@ -54,7 +54,7 @@ class CpuTimers(_sat_timers()):  # type: ignore[misc]
 
     class Timer(_sat_timers().Timer):  # type: ignore[misc]
         def start(self) -> None:
-            assert not self.started_, "timer has already been started"
+            assert not self.started_, "timer has already been started"  # type: ignore[has-type]
             self.start_time = time.time()
             self.started_ = True
 
@@ -88,8 +88,8 @@ def broadcast_data(keys: list[str], data: dict[str, torch.Tensor] | None, dataty
         for i, key in enumerate(keys):
             if data[key].dtype != datatype:
                 raise TypeError(f"{key} has data type {data[key].dtype}, expected {datatype}")
-            shape = data[key].shape
-            sizes[i * max_dim: i * max_dim + len(shape)] = torch.tensor(shape)
+            dims = data[key].shape
+            sizes[i * max_dim: i * max_dim + len(dims)] = torch.tensor(dims)
     torch.distributed.broadcast(sizes, src, group=group)
     shapes = [[int(s) for s in sizes[i * max_dim:(i + 1) * max_dim] if s > 0] for i in range(len(keys))]
     total = sum(int(torch.tensor(shape).prod()) for shape in shapes)

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..cogvlm.model import CogVLMModel
 
-__all__ = ["EVA_MLP_LAYERS", "FineTuneTrainCogVLMModel", "TrainableRow", "apply_trainable_rule", "trainable_table"]
+__all__ = ["EVA_MLP_LAYERS", "FineTuneTrainCogVLMModel", "TrainableRow", "apply_trainable_rule", "trainable_table",
+           "why_trainable"]
 
 EVA_MLP_LAYERS = (45, 55)  # upstream's window, exclusive on both ends: layers 46..54
 
@@ -63,7 +64,7 @@ class TrainableRow:
     why: str
 
 
-def _why(name: str, use_lora: bool, full: bool) -> str | None:
+def why_trainable(name: str, use_lora: bool, full: bool) -> str | None:
     """The clause of the rule that enables ``name``, or None (frozen)."""
     if full:
         return "full fine-tuning: every parameter"
@@ -84,7 +85,7 @@ def trainable_table(model: nn.Module, *, use_lora: bool, full: bool = False) -> 
     """Every parameter the rule enables, with its shape, size and the clause that enabled it."""
     rows = []
     for name, param in model.named_parameters():
-        why = _why(name, use_lora, full)
+        why = why_trainable(name, use_lora, full)
         if why is not None:
             rows.append(TrainableRow(name, tuple(param.shape), param.numel(), why))
     return rows
@@ -94,7 +95,7 @@ def apply_trainable_rule(model: nn.Module, *, use_lora: bool, full: bool = False
     """Freeze every parameter the rule does not enable; returns how many weights stay trainable."""
     total = 0
     for name, param in model.named_parameters():
-        if _why(name, use_lora, full) is None:
+        if why_trainable(name, use_lora, full) is None:
             param.requires_grad_(False)
         else:
             total += param.numel()
