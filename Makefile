@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml scripts/apt_install.sh scripts/ensure_graphviz.sh scrip
 	touch $(STAMP)
 
 report: $(STAMP)
-	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-trained -o $(OUT)
+	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-trained --max-new-tokens 24 -o $(OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tracer tests walkthroughs scripts bench
