@@ -116,3 +116,15 @@ def test_output_folder_not_empty(tmp_path: Path, data: Path, capsys: pytest.Capt
     assert main(["finetune", CONFIG, "-o", str(out), "--data", str(data)]) == 2
     assert "not an empty folder" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_upstream_shaped_script_reports_bad_input(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "finetune_cogvlm_demo.py"
+    demo = runpy.run_path(str(script), run_name="not_main")
+    code = demo["main"](["--use_lora", "--lora_rank", "0", "--train-data", str(data / "train"),
+                         "--save", str(tmp_path / "out")])
+    assert code == 2
+    assert "--lora-rank 0: expected a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
