@@ -112,3 +112,12 @@ def test_trace_holds_the_training_events(run: dict[str, Path]) -> None:
     assert step["state_numel"] == 2 * 7168  # AdamW: exp_avg and exp_avg_sq per trained weight
     assert (run["out"] / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Training steps" in (run["out"] / "training.txt").read_text()
+
+
+def test_render_training_views(run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = str(run["out"] / "trace.json")
+    assert main(["render", trace, "--format", "training"]) == 0
+    text = capsys.readouterr().out
+    assert "Trainable parameters: 7,168" in text and "ZeRO stage 1, world size 1, backend gloo" in text
+    assert main(["render", trace, "--format", "loss", "-o", str(tmp_path / "loss.png")]) == 0
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,7 +1,7 @@
 """``cogtrace render TRACE --format F [-o PATH]``: draw a saved trace, no torch or SAT needed.
 
-Text formats (tree, modules, hooks, steps, tokens, dot, svg, html, chrome) go to stdout
-without ``-o``; png needs ``-o``. Output files are written whole or not at all.
+Text formats (tree, modules, hooks, steps, tokens, dot, svg, html, chrome, training) go to stdout
+without ``-o``; png and loss need ``-o``. Output files are written whole or not at all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from ..trace import Trace
 
-FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome")
+FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "dot", "svg", "png", "html", "chrome", "training", "loss")
 DIAGRAMS = ("architecture", "calls", "modules", "tokens")
 
 
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", choices=FORMATS, default="tree",
                         help="tree: construction calls; modules: module tree; hooks: SAT hook tables; steps: "
                              "generation steps; tokens: token layout; dot/svg/png: a diagram (see --diagram); "
-                             "html: the full report; chrome: Chrome/Perfetto trace (default: tree)")
+                             "html: the full report; chrome: Chrome/Perfetto trace; training / loss: a fine-tuning "
+                             "trace's tables / loss curve PNG (default: tree)")
     parser.add_argument("--diagram", choices=DIAGRAMS, default="architecture",
                         help="which diagram dot/svg/png draw (default architecture; tokens: png only)")
     parser.add_argument("-o", "--output", default=None, metavar="PATH", help="write here instead of stdout")
@@ -92,6 +93,12 @@ def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int 
         if fmt == "html":
             from ..render.report import render_html
             return render_html(trace, timings=timings)
+        if fmt in ("training", "loss"):  # a fine-tuning trace (cogtrace finetune)
+            from ..render.training import has_training, loss_curve, loss_png, training_text
+            if not has_training(trace):
+                raise UserError(f"--format {fmt}: this trace has no training events (expected one written by "
+                                f"cogtrace finetune)")
+            return training_text(trace) if fmt == "training" else loss_png(loss_curve(trace))
         if fmt == "chrome":
             import io
 
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.width < 40:
         raise UserError(f"--width {args.width}: expected at least 40 columns")
-    if args.output is None and args.format == "png":
+    if args.output is None and args.format in ("png", "loss"):
         raise UserError("--format png writes binary data: expected -o PATH (e.g. -o architecture.png)")
     if args.output is not None:
         out = Path(args.output)
