@@ -66,6 +66,7 @@ def test_loss_finite_and_falling(run: dict[str, Path]) -> None:
 
 def test_sat_checkpoint_and_frozen_parameters_unchanged(run: dict[str, Path]) -> None:
     (experiment,) = (run["out"] / "checkpoints").iterdir()
+    assert not (run["tmp"] / "runs").exists()  # SAT's summary writer stays inside -o, not in the cwd
     assert (experiment / "latest").read_text().strip() == "3"
     assert json.loads((experiment / "model_config.json").read_text())["model_class"] == "FineTuneTrainCogVLMModel"
     saved = torch.load(experiment / "3" / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)["module"]

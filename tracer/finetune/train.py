@@ -138,6 +138,7 @@ def _args_list(data: Path, out: Path, iters: int, seed: int, ds_config: Path, co
     args = ["--mode", "finetune", "--train-iters", str(iters), "--train-data", str(data / "train"),
             "--distributed-backend", "gloo", "--no-save-rng", "--deepspeed_config", str(ds_config),
             "--experiment-name", f"finetune-{config.name}", "--save", str(out / "checkpoints"),
+            "--summary-dir", str(out),  # SAT's summary writer: in the output folder, not ./runs
             "--save-interval", str(save_interval), "--log-interval", "1", "--split", "1.", "--seed", str(seed),
             "--lr-decay-style", "cosine", "--warmup", "0.02", "--num-workers", "0", "--skip-init",
             "--eval-interval", str(10 ** 9), "--eval-iters", "1", "--eval-batch-size", "1"]
