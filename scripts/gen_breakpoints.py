@@ -113,6 +113,25 @@ SECTIONS: list[tuple[str, str, list[Target]]] = [
         Target("tracer.rotary:_any_device_forward", "q_out = apply_rotary_torch(",
                "rotary: Triton on CUDA, torch on CPU", "旋转编码：CUDA 上用 Triton，CPU 上用 torch"),
     ]),
+    ("Fine-tuning · SAT's training path (cogtrace finetune, walkthrough 08)",
+     "微调 · SAT 的训练流程（cogtrace finetune，演练 08）", [
+        Target("sat.model.finetune.lora2:LoraMixin.reinit",
+               "parent_model.transformer.layers[i].attention.dense = replace_linear_with_lora(",
+               "LoRA swaps each attention Linear for a LoraLinear (B = 0)", "LoRA 把每个注意力 Linear 换成 LoraLinear（B = 0）"),
+        Target("sat.training.deepspeed_training:training_main",
+               "model, optimizer = setup_model_untrainable_params_and_optimizer(args, model)",
+               "the whole run: loaders, DeepSpeed, train, save", "整个训练：数据、DeepSpeed、训练、保存"),
+        Target("sat.training.deepspeed_training:setup_model_untrainable_params_and_optimizer",
+               "model.disable_untrainable_params()", "the trainable rule runs, then deepspeed.initialize",
+               "先执行可训练参数规则，再 deepspeed.initialize"),
+        Target("tracer.finetune.model:FineTuneTrainCogVLMModel.disable_untrainable_params", "apply_trainable_rule(",
+               "upstream's rule: EVA MLPs 46-54 + LoRA factors", "上游规则：EVA 第 46-54 层 MLP + LoRA 因子"),
+        Target("sat.training.deepspeed_training:train_step", "backward_step(optimizer, model, lm_loss, args, timers)",
+               "one iteration: forward_step, backward, model.step()", "一次迭代：forward_step、反向、model.step()"),
+        Target("sat.model.finetune.lora2:LoraMixin.merge_lora",
+               "self.transformer.layers[i].attention.dense = merge_linear_lora(",
+               "W += scaling * B @ A, back to plain Linears", "W += scaling * B @ A，恢复为普通 Linear"),
+    ]),
 ]
 
 

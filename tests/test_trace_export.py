@@ -15,7 +15,7 @@ from conftest import tiny_forward_inputs
 import tracer
 from tracer.cogvlm.build import build_model
 from tracer.export import to_chrome, write_chrome
-from tracer.schema import CATEGORIES, Trace
+from tracer.schema import CATEGORIES, DEFAULT_CATEGORIES, Trace
 
 CONFIG = "configs/tiny/cogvlm-grounding-generalist"
 
@@ -54,7 +54,7 @@ def test_files_written_and_json_round_trips(recorded: tuple[Trace, Path]) -> Non
     with (out / "trace.json").open() as f:
         loaded = Trace.load(f)
     assert loaded == trace
-    assert loaded.schema_version == 1 and {e.category for e in loaded.events} == set(CATEGORIES) - {"generation"}
+    assert loaded.schema_version == 1 and {e.category for e in loaded.events} == set(DEFAULT_CATEGORIES) - {"generation"}
 
 
 def test_chrome_trace_is_valid(recorded: tuple[Trace, Path]) -> None:

@@ -44,7 +44,10 @@ EXPECTED_EN: dict[str, list[str]] = {
                          "same answer: True"],
     "06_grounding.py": ["a blue circle", "(274, 70, 430, 224)", "output.png", "expected 4 coordinates"],
     "07_full_size_meta.py": ["17,639,685,376", "5,496,929,536", "70.6 GB", "22.0 GB"],
-    "08_cogagent.py": ["cross_image_pix", "(1, 3, 1120, 1120)", "cross keys/values (B, heads, N, d) = (1, 4, 6400, 8)",
+    "08_finetune.py": ["sat/model/finetune/lora2.py:", "ColumnParallelLinear │ LoraLinear",
+                       "trainable / total = 7,168 / 595,440", "language LoRA A     │ 0.000e+00",
+                       "sat/training/deepspeed_training.py:", "LoRA parameters left = 0"],
+    "10_cogagent.py": ["cross_image_pix", "(1, 3, 1120, 1120)", "cross keys/values (B, heads, N, d) = (1, 4, 6400, 8)",
                        "mem_cross cache", "same answer = True", "18,291,033,280"],
 }
 SCRIPTS = sorted(EXPECTED_EN)

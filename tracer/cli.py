@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a Python script with SAT construction and runtime tracing (like python -m viztracer)"),
     "shapes": ("shapes", "trace every tensor shape of a forward at full width, on meta weights (no memory)"),
     "chat": ("chat", "chat about an image with CogVLM, as upstream's cli_demo_sat.py (tiny checkpoints run on CPU)"),
+    "finetune": ("finetune", "fine-tune CogVLM on a CPU through SAT's training_main + DeepSpeed, full or LoRA, traced"),
     "report": ("report", "trace construction and one chat turn, then write the HTML report and every view to a folder"),
     "merge": ("merge", "merge the per-rank traces of a model-parallel run (torchrun) into one trace and one report"),
     "render": ("render", "draw a saved trace: call tree, module tree, hooks, steps, tokens, diagrams, HTML, Chrome"),

@@ -90,12 +90,13 @@ def _any_device_forward(
         position_id = position_id.expand(q.shape[0], -1)
     # Same cache as the CUDA path (fp32 or inv_freq dtype, as configured), so the tables match.
     self._update_cos_sin_cache(int(max_seqlen), position_id, device=q.device, dtype=q.dtype)
+    # New tensors, not ``q.copy_(...)`` like the kernel: q and k are views of a permuted QKV
+    # projection, and writing into a view breaks autograd ("Output 0 of Permute is a view and is
+    # being modified inplace"), so training could not take a step. Every caller (SAT's LLaMA
+    # attention, Mixtral, our and upstream's vision-expert attention) uses the returned tensors.
     q_out = apply_rotary_torch(q, self._cos_cached, self._sin_cached, position_id, self.interleaved)
     k_out = apply_rotary_torch(k, self._cos_cached, self._sin_cached, position_id, self.interleaved)
-    # The kernel works in place and callers may rely on that: keep the same contract.
-    q.copy_(q_out)
-    k.copy_(k_out)
-    return q, k
+    return q_out, k_out
 
 
 class AnyDeviceRotaryEmbedding(FastRotaryEmbedding):

@@ -10,7 +10,9 @@ a ``category`` and a category-specific ``data`` mapping:
 * ``construction`` — a call of SAT's construction API (``get_model``, ``add_mixin``, …);
 * ``module`` — one ``nn.Module.forward`` (path from the root, input and output shapes);
 * ``hook`` — one dispatch of a SAT hook (``mlp_forward`` …) and the mixin that served it;
-* ``generation`` — one step of ``filling_sequence`` (tokens fed, KV cache, sampled token).
+* ``generation`` — one step of ``filling_sequence`` (tokens fed, KV cache, sampled token);
+* ``training`` — SAT's training path: LoRA swaps, trainable parameters, DeepSpeed set-up, each
+  step's forward / backward / optimizer step, checkpoint saves, LoRA merges (:mod:`tracer.training`).
 
 Plus static facts captured once: the module tree with parameter counts (:class:`ModuleNode`)
 and the final hook table.
@@ -26,6 +28,7 @@ from typing import Any, Literal, TextIO
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_CATEGORIES",
     "SCHEMA_VERSION",
     "Event",
     "ModuleNode",
@@ -37,8 +40,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-Category = Literal["construction", "module", "hook", "generation", "collective"]
-CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generation")
+Category = Literal["construction", "module", "hook", "generation", "training", "collective"]
+# What tracer.trace() records unless told otherwise.
+DEFAULT_CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "generation")
+# What tracer.trace() can record: the default, and "training", asked for explicitly (cogtrace
+# finetune does), since installing it imports DeepSpeed (seconds).
+CATEGORIES: tuple[Category, ...] = (*DEFAULT_CATEGORIES, "training")
 # Recorded only when a model-parallel run asks for it (tracer.parallel.collectives); a trace
 # file may hold them, so readers accept them.
 EXTRA_CATEGORIES: tuple[Category, ...] = ("collective",)

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .errors import TracingError  # defined with the other errors so tracer.patching can raise it too
-from .schema import CATEGORIES, Trace
+from .schema import CATEGORIES, DEFAULT_CATEGORIES, Trace
 from .sink import Recorder
 
 __all__ = ["TraceHandle", "TracingError", "active_recorder", "trace", "write_files"]
@@ -92,6 +92,10 @@ class TraceHandle:
                 from .runtime import install as install_runtime
 
                 self._uninstallers.append(install_runtime(rec))
+            if rec.wants("training"):
+                from .training import install as install_training
+
+                self._uninstallers.append(install_training(rec))
         except BaseException:
             self._uninstall()
             raise
@@ -148,7 +152,7 @@ def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True, chro
     return paths
 
 
-def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATEGORIES,
+def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = DEFAULT_CATEGORIES,
           max_depth: int | None = None, max_steps: int | None = None,
           meta: dict[str, Any] | None = None, chrome: bool = False) -> TraceHandle:
     """Record SAT construction calls and runtime shapes inside a ``with`` block.
@@ -161,7 +165,8 @@ def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = CATE
             model(**inputs)
         print(len(t.trace.events))
 
-    ``categories``: any of construction, module, hook, generation (fewer = cheaper);
+    ``categories``: any of construction, module, hook, generation (the default: all four; fewer =
+    cheaper) and training (SAT's training path, :mod:`tracer.training`; asked for explicitly);
     ``max_depth``: events nested deeper than this are not recorded;
     ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
     forward is step 0 and always recorded when generation is traced);

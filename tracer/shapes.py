@@ -125,7 +125,7 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
     """Build ``config`` on meta and trace one context forward at its real widths; the model's
     adapter (chosen by the config's ``model_class``) builds it and makes the forward's inputs."""
     from .adapters import adapter_for_config
-    from .schema import CATEGORIES
+    from .schema import DEFAULT_CATEGORIES
     from .session import trace
 
     adapter = adapter_for_config(config)
@@ -136,7 +136,7 @@ def record_shapes(config: str | Path, *, out_dir: str | Path | None = None, text
                          "(tracer.shapes.MetaWithValues): shapes are the real model's, values are not computed"}
     if num_layers is not None:
         meta["num_layers"] = num_layers
-    with trace(out_dir, categories=tuple(categories) if categories is not None else CATEGORIES,
+    with trace(out_dir, categories=tuple(categories) if categories is not None else DEFAULT_CATEGORIES,
                max_depth=max_depth, meta=meta, chrome=True) as handle:
         result = adapter.build(spec, device="meta", num_layers=num_layers)
         inputs = adapter.forward_inputs(result.args, text_tokens=text_tokens)

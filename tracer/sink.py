@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import CATEGORIES, Category, Event, ModuleNode, SourceLocation, Trace
+from .schema import DEFAULT_CATEGORIES, Category, Event, ModuleNode, SourceLocation, Trace
 
 __all__ = ["Record", "Recorder", "module_tree"]
 
@@ -46,7 +46,7 @@ class Record:
 class Recorder:
     """Collects events; knows the filters. Plugins call :meth:`begin` / :meth:`end`."""
 
-    categories: frozenset[str] = frozenset(CATEGORIES)
+    categories: frozenset[str] = frozenset(DEFAULT_CATEGORIES)
     max_depth: int | None = None
     max_steps: int | None = None
     records: list[Record] = field(default_factory=list)

@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import UserError
 
 # Kept in step with tracer.schema.CATEGORIES (importing it would be fine, but this stays tiny).
-CATEGORY_NAMES = ("construction", "module", "hook", "generation")
+CATEGORY_NAMES = ("construction", "module", "hook", "generation")  # the default
+ACCEPTED = (*CATEGORY_NAMES, "training")  # training: SAT's training path, asked for explicitly
 
 
 def add_trace_arguments(parser: argparse.ArgumentParser, *, output_help: str) -> None:
@@ -22,7 +23,7 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, output_help: str) ->
     group.add_argument("--depth", type=int, default=None, metavar="N",
                        help="record events nested at most N deep (default: no limit)")
     group.add_argument("--categories", default=None, metavar="LIST",
-                       help=f"comma-separated subset of {','.join(CATEGORY_NAMES)} (default: all)")
+                       help=f"comma-separated subset of {','.join(ACCEPTED)} (default: all but training)")
     group.add_argument("--max-steps", type=int, default=None, metavar="N",
                        help="generation steps recorded per filling_sequence call, after the context "
                             "forward (default: all)")
@@ -33,10 +34,10 @@ def trace_options(args: argparse.Namespace) -> dict[str, Any]:
     categories: tuple[str, ...] = CATEGORY_NAMES
     if args.categories is not None:
         categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
-        unknown = [c for c in categories if c not in CATEGORY_NAMES]
+        unknown = [c for c in categories if c not in ACCEPTED]
         if unknown or not categories:
             raise UserError(f"--categories {args.categories!r}: expected a comma-separated subset of "
-                            f"{','.join(CATEGORY_NAMES)}")
+                            f"{','.join(ACCEPTED)}")
     for flag, value in (("--depth", args.depth), ("--max-steps", args.max_steps)):
         if value is not None and value < 0:
             raise UserError(f"{flag} {value}: expected a non-negative integer")

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cogvlm import DEFAULT_QUERY, SAMPLE_IMAGE
+from ..cogvlm import DEFAULT_QUERY, SAMPLE_IMAGE, SHAPES_IMAGE, default_image
 from ..errors import UserError
 from ..threads import SINGLE_THREAD_BELOW
 
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder, or config (e.g. configs/tiny/cogvlm-grounding-generalist: "
                              "its weights are generated once from a fixed seed and cached)")
     parser.add_argument("--image", default=None, metavar="PATH",
-                        help=f"image to talk about (default: the shipped sample, {SAMPLE_IMAGE.name})")
+                        help=f"image to talk about (default: the shipped sample, {SAMPLE_IMAGE.name}; {SHAPES_IMAGE.name} for the trained tiny model)")
     parser.add_argument("--query", default=None, metavar="TEXT",
                         help=f"answer this one question and exit (default: interactive loop; try {DEFAULT_QUERY!r})")
     parser.add_argument("--version", default=None, metavar="VERSION",
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = tokenizer_for_config(config.values, args.tokenizer, version)
     text_processor = TextProcessor(tokenizer, args.max_length, int(config.values["image_length"]))
     image_processor = get_image_processor(config.eva["image_size"])
-    image_path = args.image or str(SAMPLE_IMAGE)
+    image_path = args.image or str(default_image(config.name))
     image = open_image(image_path) if args.query is not None else None
     if args.query is not None:
         _check_query(args.query, text_processor, args.max_length)

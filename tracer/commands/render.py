@@ -1,7 +1,7 @@
 """``cogtrace render TRACE --format F [-o PATH]``: draw a saved trace, no torch or SAT needed.
 
-Text formats (tree, modules, hooks, steps, tokens, dot, svg, html, chrome) go to stdout
-without ``-o``; png needs ``-o``. Output files are written whole or not at all.
+Text formats (tree, modules, hooks, steps, tokens, dot, svg, html, chrome, training) go to stdout
+without ``-o``; png and loss need ``-o``. Output files are written whole or not at all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from ..schema import Trace
 
-FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "cross", "dot", "svg", "png", "html", "chrome")
+FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "cross", "training", "loss", "dot", "svg", "png", "html",
+           "chrome")
 DIAGRAMS = ("architecture", "calls", "modules", "tokens")
 
 
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", "-f", choices=FORMATS, default="tree",
                         help="tree: construction calls; modules: module tree; hooks: SAT hook tables; steps: "
                              "generation steps; tokens: token layout; cross: CogAgent's high-res branch per step; dot/svg/png: a diagram (see --diagram); "
-                             "html: the full report; chrome: Chrome/Perfetto trace (default: tree)")
+                             "html: the full report; chrome: Chrome/Perfetto trace; training / loss: a fine-tuning "
+                             "trace's tables / loss curve PNG (default: tree)")
     parser.add_argument("--diagram", choices=DIAGRAMS, default="architecture",
                         help="which diagram dot/svg/png draw (default architecture; tokens: png only)")
     parser.add_argument("-o", "--output", default=None, metavar="PATH", help="write here instead of stdout")
@@ -78,6 +80,8 @@ def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int 
         buffer = io.StringIO()
         write_chrome(trace, buffer)
         return buffer.getvalue()
+    if fmt == "loss":  # a picture under its own name, like --format png --diagram loss
+        fmt, diagram = "png", "loss"
     picture = fmt in ("dot", "svg", "png")
     name = diagram if picture else fmt
     view = views.get(name)
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.width < 40:
         raise UserError(f"--width {args.width}: expected at least 40 columns")
-    if args.output is None and args.format == "png":
+    if args.output is None and args.format in ("png", "loss"):
         raise UserError("--format png writes binary data: expected -o PATH (e.g. -o architecture.png)")
     if args.output is not None:
         out = Path(args.output)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cogvlm import DEFAULT_QUERY
+from ..cogvlm import DEFAULT_QUERY, SHAPES_QUERY, default_image, default_query
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint folder or config (e.g. configs/tiny/cogvlm-grounding-generalist)")
     parser.add_argument("--image", default=None, metavar="PATH", help="image for the chat turn (default: the "
                                                                       "shipped sample)")
-    parser.add_argument("--query", default=DEFAULT_QUERY, metavar="TEXT", help=f"question (default: {DEFAULT_QUERY!r})")
+    parser.add_argument("--query", default=None, metavar="TEXT",
+                        help=f"question (default: one that fits the default picture: {SHAPES_QUERY!r} for the trained "
+                             f"tiny model, {DEFAULT_QUERY!r} otherwise)")
     parser.add_argument("--version", default=None, metavar="VERSION",
                         help="prompt template: chat, vqa, chat_old or base (default: the model's)")
     parser.add_argument("--max-new-tokens", type=int, default=8, metavar="N",
@@ -112,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
                             f"model-parallel report traces a chat turn on CPU ranks)")
         return _build_only(args, adapter, config, out)
 
-    from ..cogvlm import SAMPLE_IMAGE
     from ..cogvlm.image_processor import get_image_processor, open_image
     from ..cogvlm.text_processor import TextProcessor
     from ..cogvlm.tokenizer import choose_version, tokenizer_for_config
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     # max_length is upstream's max_target_length, which inference never reads: the answer's
     # room is set below, from the prompt's own length.
     text_processor = TextProcessor(tokenizer, 1 << 30, int(config.values["image_length"]))
-    query = text_processor.clean_query(args.query, "empty --query: expected a question about the image")
+    asked = args.query if args.query is not None else default_query(config.name)
+    query = text_processor.clean_query(asked, "empty --query: expected a question about the image")
     context = len(text_processor.token_ids(text_processor.history_to_prompt(query))[0])
     max_length = context + args.max_new_tokens
     limit = int(config.values.get("max_sequence_length", max_length))
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the prompt is {context} tokens and --max-new-tokens {args.max_new_tokens}: "
                         f"above the model's max_sequence_length {limit}")
     image_processor = get_image_processor(config.eva["image_size"])
-    image_path = args.image or str(SAMPLE_IMAGE)
+    image_path = args.image or str(default_image(config.name))
     image = open_image(image_path)  # a bad image fails here, before the model load
     if parallel:  # every rank traced, merged into one trace and one report
         from ..parallel.cli import report_parallel

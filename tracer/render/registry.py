@@ -18,7 +18,7 @@ from typing import Any
 
 from ..schema import Trace
 
-__all__ = ["TextOptions", "View", "generic_views", "has_forward", "has_generation", "views_for"]
+__all__ = ["TextOptions", "View", "generic_views", "has_forward", "has_generation", "has_training", "views_for"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ def has_forward(trace: Trace) -> bool:
 
 def has_generation(trace: Trace) -> bool:
     return any(True for _ in trace.of("generation"))
+
+
+def has_training(trace: Trace) -> bool:
+    return any(True for _ in trace.of("training"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ def generic_views() -> dict[str, View]:
                              dot=_lazy(".architecture", "architecture_dot"), keep=("dot", "png")),
         "calls": View("calls", "construction calls, clustered by the class they ran on",
                       dot=_lazy(".diagrams", "calls_dot")),
+        "training": View("training", "SAT's training path: LoRA swaps, trainable parameters, DeepSpeed, each step",
+                         text=_lazy(".training", "training_text"), available=has_training),
+        "loss": View("loss", "loss and learning rate per training step", png=_lazy(".training", "loss_curve_png"),
+                     available=has_training),
     }
 
 

@@ -1,4 +1,4 @@
-"""Walkthrough 08 — CogAgent: two images, two paths.
+"""Walkthrough 10 — CogAgent: two images, two paths.
 
 CogAgent is CogVLM plus a second, high-resolution copy of the same picture. This script answers
 the questions CogAgent's users ask upstream, on the tiny ``cogagent-chat`` (real geometry:
@@ -14,7 +14,7 @@ the questions CogAgent's users ask upstream, on the tiny ``cogagent-chat`` (real
    cross cache gives the same answer;
 6. CogAgent-18B on meta: 11.6B visual, 6.7B language parameters.
 
-Run:    python walkthroughs/08_cogagent.py [--lang zh] [--no-pause]
+Run:    python walkthroughs/10_cogagent.py [--lang zh] [--no-pause]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     w, opts = Walkthrough.from_argv(__doc__, argv, add_arguments)
-    w.title("Walkthrough 08 · CogAgent: two images, two paths", "演练 08 · CogAgent：两张图像，两条路径")
+    w.title("Walkthrough 10 · CogAgent: two images, two paths", "演练 10 · CogAgent：两张图像，两条路径")
 
     # ----------------------------------------------------------------------------------------
     # 1. the two sizes in the config
