@@ -16,20 +16,23 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from ..schema import Trace
 
-FORMATS = ("tree", "modules", "hooks", "steps", "tokens", "cross", "training", "loss", "dot", "svg", "png", "html",
-           "chrome")
-DIAGRAMS = ("architecture", "calls", "modules", "tokens")
+# The formats every trace has; a model's adapter adds views of its own (tokens, cross, ...) that
+# --format and --diagram accept by name, checked against the trace's views in render().
+FORMATS = ("tree", "modules", "hooks", "steps", "training", "loss", "dot", "svg", "png", "html", "chrome")
+DIAGRAMS = ("architecture", "calls", "modules")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", metavar="TRACE", help="a trace.json (or the folder holding it) written by cogtrace")
-    parser.add_argument("--format", "-f", choices=FORMATS, default="tree",
+    parser.add_argument("--format", "-f", default="tree", metavar="FORMAT",
                         help="tree: construction calls; modules: module tree; hooks: SAT hook tables; steps: "
-                             "generation steps; tokens: token layout; cross: CogAgent's high-res branch per step; dot/svg/png: a diagram (see --diagram); "
-                             "html: the full report; chrome: Chrome/Perfetto trace; training / loss: a fine-tuning "
-                             "trace's tables / loss curve PNG (default: tree)")
-    parser.add_argument("--diagram", choices=DIAGRAMS, default="architecture",
-                        help="which diagram dot/svg/png draw (default architecture; tokens: png only)")
+                             "generation steps; dot/svg/png: a diagram (see --diagram); html: the explorer; "
+                             "chrome: Chrome/Perfetto trace; training / loss: a fine-tuning trace's tables / loss "
+                             "curve PNG; or a view of the trace's model: tokens (CogVLM's token layout), cross "
+                             "(CogAgent's high-res branch per step) (default: tree)")
+    parser.add_argument("--diagram", default="architecture", metavar="NAME",
+                        help="which diagram dot/svg/png draw: architecture, calls, modules, or a view of the trace's "
+                             "model (tokens: png only) (default architecture)")
     parser.add_argument("-o", "--output", default=None, metavar="PATH", help="write here instead of stdout")
     parser.add_argument("--width", type=int, default=140, help="terminal text width (default 140)")
     parser.add_argument("--no-timings", action="store_true", help="leave durations out (for diffs)")
