@@ -89,10 +89,13 @@ def render(trace: Trace, fmt: str, *, diagram: str = "architecture", width: int 
     name = diagram if picture else fmt
     view = views.get(name)
     if view is None or not (view.dot or view.png if picture else view.text):
-        offered = sorted(k for k, v in views.items() if (v.dot or v.png if picture else v.text))
+        offered = sorted(k for k, v in views.items() if (v.dot or v.png if picture else v.text) and v.available(trace))
         model = trace.meta.get("model_class") or "this trace's model"
         raise UserError(f"{'--diagram' if picture else '--format'} {name}: no such view for {model}; "
                         f"expected one of {offered}")
+    if not view.available(trace):
+        raise UserError(f"{'--diagram' if picture else '--format'} {name}: this trace has no data for it "
+                        f"({view.caption}); expected a trace that recorded it")
     try:
         if fmt in ("dot", "svg"):
             if view.dot is None:
