@@ -93,7 +93,7 @@ def test_trace_without_token_layout(tmp_path: Path, capsys: pytest.CaptureFixtur
     data["meta"].pop("token_layout")
     path = _write(tmp_path, "t.json", json.dumps(data))
     code, _, err = _run(capsys, str(path), "--format", "tokens")
-    assert code == 2 and "no meta['token_layout']" in err
+    assert code == 2 and "--format tokens: this trace has no data for it" in err and "three masks" in err
 
 
 def test_failure_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
