@@ -132,6 +132,11 @@ SECTIONS: list[tuple[str, str, list[Target]]] = [
                "self.transformer.layers[i].attention.dense = merge_linear_lora(",
                "W += scaling * B @ A, back to plain Linears", "W += scaling * B @ A，恢复为普通 Linear"),
     ]),
+    ("CogAgent · the high-resolution branch (walkthrough 10)", "CogAgent · 高分辨率分支（演练 10）", [
+        Target("sat.transformer_defaults:cross_attention_forward_default", "mixed_query_layer = self.query(hidden_states)",
+               "every layer's cross-attention: queries from the sequence, keys/values from the 6400 high-res tokens",
+               "每层的交叉注意力：查询来自序列，键/值来自 6400 个高分辨率 token"),
+    ]),
 ]
 
 
