@@ -13,10 +13,10 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from sat.arguments import overwrite_args_by_dict, update_args_with_file
 from sat.model.base_model import get_model
 
-from ..cogvlm.build import DEFAULT_SEED, environment_args, placement
+from ..cogvlm.build import DEFAULT_SEED, placement
+from ..cogvlm.build import inference_args as cogvlm_inference_args
 from ..cogvlm.config import ModelConfig
 from ..values import count_parameters
 from .config import load_config
@@ -38,17 +38,11 @@ class AgentBuildResult:
 
 def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
                    seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
-    """SAT defaults <- model_config.json <- overrides <- environment; ``num_layers`` also trims ``is_decoder``."""
-    args = CogAgentModel.get_args()
-    args = update_args_with_file(args, path=str(config.path))
-    args = overwrite_args_by_dict(args, overwrite_args=dict(overrides or {}))
-    environment_args(args, device=device, seed=seed)
-    if num_layers is not None:
-        if num_layers <= 0:
-            raise ValueError(f"num_layers {num_layers}: expected a positive integer")
-        args.num_layers = num_layers
-        if isinstance(args.is_decoder, list):  # SAT indexes it per layer
-            args.is_decoder = args.is_decoder[:num_layers]
+    """CogVLM's Namespace with CogAgent's defaults; ``num_layers`` also trims ``is_decoder``."""
+    args = cogvlm_inference_args(config, device=device, num_layers=num_layers, seed=seed, overrides=overrides,
+                                 model_cls=CogAgentModel)
+    if num_layers is not None and isinstance(args.is_decoder, list):  # SAT indexes it per layer
+        args.is_decoder = args.is_decoder[:num_layers]
     return args
 
 

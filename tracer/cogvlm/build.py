@@ -76,9 +76,10 @@ def environment_args(args: argparse.Namespace, *, device: str = "cpu", seed: int
 
 
 def inference_args(config: ModelConfig, *, device: str = "cpu", num_layers: int | None = None,
-                   seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
-    """The article's Namespace: SAT defaults <- model_config.json <- overrides <- environment."""
-    args = CogVLMModel.get_args()
+                   seed: int = DEFAULT_SEED, overrides: dict[str, Any] | None = None,
+                   model_cls: type = CogVLMModel) -> argparse.Namespace:
+    """The article's Namespace: SAT defaults (of ``model_cls``) <- model_config.json <- overrides <- environment."""
+    args = model_cls.get_args()  # type: ignore[attr-defined]
     args = update_args_with_file(args, path=str(config.path))
     args = overwrite_args_by_dict(args, overwrite_args=dict(overrides or {}))
     environment_args(args, device=device, seed=seed)

@@ -58,20 +58,14 @@ class ModelConfig:
 
 def resolve_config_path(spec: str | Path) -> Path:
     """Accept a directory holding ``model_config.json``, the file itself, or a name under the
-    shipped configs (``tiny/cogvlm-chat-v1.1``, ``configs/full/cogvlm-base-224``)."""
-    path = Path(spec)
-    candidates = [path, CONFIG_ROOT / path]
-    if path.parts and path.parts[0] == "configs":
-        candidates.append(CONFIG_ROOT.joinpath(*path.parts[1:]))
-    for candidate in candidates:
-        if candidate.is_dir() and (candidate / CONFIG_FILE).is_file():
-            return candidate / CONFIG_FILE
-        if candidate.is_file():
-            return candidate
-    if path.is_dir():
-        raise ConfigError(f"{path}: no {CONFIG_FILE} in this directory (expected a CogVLM checkpoint or config folder)")
-    raise ConfigError(f"{spec}: no such config (expected a folder with {CONFIG_FILE}, the file itself, "
-                      f"or a shipped name such as tiny/cogvlm-grounding-generalist)")
+    shipped configs (``tiny/cogvlm-chat-v1.1``, ``configs/full/cogvlm-base-224``): the registry's
+    rule (:func:`tracer.adapters.resolve_config`), with this module's error type."""
+    from ..adapters import resolve_config
+
+    try:
+        return resolve_config(spec)
+    except UserError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _int(where: str, key: str, value: Any) -> int:

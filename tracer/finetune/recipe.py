@@ -60,6 +60,7 @@ class Recipe:
     eval_every: int = 1000
     eval_questions: int = 40
     box_weight: int = 6  # how often a box question is asked, against colour 2, shape 2, count 1, position 1
+    box_only_steps: int = 0  # steps of box questions only (single-object scenes) before the other kinds join
     init: str = ""  # a checkpoint folder (SAT layout) to continue from; "" = seeded weights
 
 
@@ -105,6 +106,7 @@ def held_out_questions(count: int, *, max_objects: int, kinds: tuple[str, ...], 
 
 def _stream(recipe: Recipe) -> Iterator[tuple[int, Sample]]:
     weights = {**KIND_WEIGHTS, "box": recipe.box_weight}
+    boxes = samples(recipe.seed + 1, "train", 1, {"box": 1})
     single = samples(recipe.seed, "train", 1, weights)
     multi = samples(recipe.seed, "train", 3, weights)
     choose = random.Random(f"{recipe.seed}/mix")
@@ -112,6 +114,9 @@ def _stream(recipe: Recipe) -> Iterator[tuple[int, Sample]]:
     while True:
         index = next(step_of)
         step = index // recipe.batch
+        if step < recipe.box_only_steps:
+            yield step, next(boxes)
+            continue
         use_multi = step >= recipe.single_steps and choose.random() < recipe.multi_share
         yield step, next(multi if use_multi else single)
 
