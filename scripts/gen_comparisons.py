@@ -10,7 +10,10 @@ and ``NAME.html`` (``cogtrace diff A B --format html``: the explorer in two colu
   their vision-expert versions;
 * ``chat-vs-grounding``: ``cogtrace report`` of the tiny chat-v1.1 and grounding-generalist
   configs with the same image and question — the config, the prompt template, and what the
-  template changes downstream (token layout, shapes, generation).
+  template changes downstream (token layout, shapes, generation);
+* ``cogvlm-vs-cogagent``: ``cogtrace report --build-only`` of the tiny cogvlm-chat-v1.1 and
+  cogagent-chat configs — what CogAgent's construction adds: the ``encoder`` mixin (the
+  high-resolution EVA2-CLIP-L) and SAT's cross-attention in every layer.
 
 Volatile fields never differ (times, addresses, absolute paths), so a rerun on the same
 versions writes the same files.
@@ -32,7 +35,8 @@ OUT = REPO / "docs" / "comparisons"
 TINY = "configs/tiny/cogvlm-grounding-generalist"
 CHAT = "configs/tiny/cogvlm-chat-v1.1"
 QUERY = "Where is the dog in the image? Answer with coordinates."
-NAMES = ("llama-vs-cogvlm", "chat-vs-grounding")
+AGENT = "configs/tiny/cogagent-chat"
+NAMES = ("llama-vs-cogvlm", "chat-vs-grounding", "cogvlm-vs-cogagent")
 
 
 def built_by_get_model(model_class: str) -> Any:
@@ -65,6 +69,17 @@ def reported(config: str, work: Path) -> Any:
     return load_trace(out)
 
 
+def built_only(config: str, work: Path) -> Any:
+    from tracer.cli import main as cogtrace
+    from tracer.commands.render import load_trace
+
+    out = work / Path(config).name
+    print(f"$ cogtrace report {config} --build-only -o {out}", flush=True)
+    if cogtrace(["report", config, "--build-only", "-o", str(out)]):
+        raise SystemExit(f"cogtrace report {config} --build-only failed")
+    return load_trace(out)
+
+
 def write(name: str, a: Any, b: Any, a_name: str, b_name: str) -> None:
     from tracer.diff import diff_traces
     from tracer.files import write_atomic
@@ -92,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             write("chat-vs-grounding", reported(CHAT, work), reported(TINY, work),
                   f"cogtrace report {CHAT}", f"cogtrace report {TINY}")
+    if args.only in (None, "cogvlm-vs-cogagent"):
+        with tempfile.TemporaryDirectory(prefix="cogtrace-compare-") as tmp:
+            work = Path(tmp)
+            write("cogvlm-vs-cogagent", built_only(CHAT, work), built_only(AGENT, work),
+                  f"cogtrace report {CHAT} --build-only", f"cogtrace report {AGENT} --build-only")
     print(f"docs/comparisons regenerated in {time.perf_counter() - start:.0f} s")
     return 0
 
