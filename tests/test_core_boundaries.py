@@ -73,3 +73,14 @@ def test_core_import_graph_has_no_cycle() -> None:
         if name not in state and visit(name, [name]):
             break
     assert cycle == [], " -> ".join(cycle)
+
+
+def test_a_report_folder_owns_every_view_any_model_writes() -> None:
+    """A re-run of `cogtrace report` for another model replaces the old model's views (CogAgent's
+    cross view, a fine-tuning trace's loss curve) instead of keeping them as the user's files."""
+    from tracer.commands.report import report_files
+
+    owned = report_files()
+    assert {"report.html", "trace.json", "architecture.svg", "tokens.png", "cross.txt", "training.txt",
+            "loss.png"} <= owned
+    assert "notes.txt" not in owned

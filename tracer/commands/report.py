@@ -27,11 +27,18 @@ if TYPE_CHECKING:
     from ..cogvlm.config import ModelConfig
     from ..schema import Trace
 
-# Every file a report folder can hold: a re-run replaces all of them at once, and keeps anything else.
-REPORT_FILES = frozenset({
-    "report.html", "trace.json", "trace.chrome.json", "output.png", "architecture.dot", "architecture.svg",
-    "architecture.png", "calls.svg", "modules.svg", "tokens.png", "tree.txt", "modules.txt", "hooks.txt",
-    "steps.txt", "tokens.txt"})
+# The files a report folder holds besides its views: a re-run replaces all of them at once (and
+# every view file any registered model can write, see report_files), and keeps anything else.
+REPORT_FILES = frozenset({"report.html", "trace.json", "trace.chrome.json", "output.png"})
+
+
+def report_files() -> frozenset[str]:
+    """Every file name a report folder can hold, whichever model wrote it: a re-run for another
+    model must not keep the previous model's views as if they were the user's files."""
+    from ..render.registry import all_view_names
+
+    views = {f"{name}.{ext}" for name in all_view_names() for ext in ("txt", "dot", "svg", "png")}
+    return REPORT_FILES | views
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # The whole folder is staged and swapped in at the end: Ctrl-C, SIGTERM or a full disk while
     # writing leaves the previous report as it was, never the new trace beside old pictures.
-    with StagedFolder(out, owned=REPORT_FILES) as stage:
+    with StagedFolder(out, owned=report_files()) as stage:
         write_files(trace, stage, staged=False)
         grounding = save_grounding(result.image, result.response, stage / "output.png")
         written = {name: out / name for name in write_views(trace, stage)}
@@ -202,7 +209,7 @@ def _build_only(args: argparse.Namespace, adapter: Any, config: ModelConfig, out
     trace = handle.trace
     assert trace is not None
     traced = time.perf_counter() - started
-    with StagedFolder(out, owned=REPORT_FILES) as stage:  # see run(): all of it or nothing
+    with StagedFolder(out, owned=report_files()) as stage:  # see run(): all of it or nothing
         write_files(trace, stage, staged=False)
         written = {name: out / name for name in write_views(trace, stage)}
     report = written["report.html"]

@@ -115,6 +115,18 @@ def _construction_classes(trace: Trace) -> list[str]:
     return names
 
 
+def all_view_names() -> set[str]:
+    """Every view name any registered model can have (the generic ones and each adapter's)."""
+    from ..adapters import REGISTRY, views_module
+
+    names = set(generic_views())
+    for entry in REGISTRY:
+        module: Any = views_module(entry)
+        if module is not None:
+            names.update(module.VIEWS)
+    return names
+
+
 def views_for(trace: Trace) -> dict[str, View]:
     """The generic views, with the views of the trace's model adapter (if any) over them."""
     from ..adapters import entry_for_trace, views_module
