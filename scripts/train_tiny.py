@@ -1,6 +1,10 @@
-"""Train the shipped tiny checkpoint (``make train-tiny``; not part of CI: ~1 h on 2 cores).
+"""Train the shipped tiny checkpoint (``make train-tiny``; not part of CI: ~40 min on 2 cores).
 
-    python scripts/train_tiny.py -o out/train-tiny [--steps N] [--install]
+    python scripts/train_tiny.py -o out/train-tiny [--steps N] [--box-only-steps N] [--init DIR] [--install]
+
+``make train-tiny`` runs it three times, each from the previous run's best checkpoint (``--init``):
+box questions only (``--box-only-steps``), then with the word questions mixed in, then asking
+colour more often (``--colour-weight``).
 
 Writes ``OUT/log.jsonl`` (loss and lr every 50 steps, held-out scores every ``--eval-every``)
 and ``OUT/best`` (SAT layout). ``--install`` copies the best weights next to the trained config,

@@ -8,7 +8,11 @@ What makes a 588k-parameter CogVLM learn grounding on a CPU in minutes, found by
   the model must first discover the grid before it can read positions off it);
 * AdamW at 6e-4 (2e-3 stalled or collapsed), batch 16, one torch thread (two threads ran 5-10x
   slower when the other core was busy), dropout off (fresh data every step: nothing to overfit);
-* a curriculum: single-object scenes first, then scenes of 1-3 objects named by colour and shape.
+* a curriculum (``make train-tiny``): box questions only on single-object scenes first
+  (``box_only_steps``; ~100,000 samples before greedy boxes take off), then a second run from that
+  checkpoint (``init``) with colour/shape/count/position questions mixed in, box questions kept
+  (``box_weight``) so boxes are not forgotten; mixing everything from the start gave boxes too few
+  samples (they stalled at ~30 % IoU > 0.5). Scenes of 1-3 objects can join after ``single_steps``.
 
 This is a plain PyTorch loop over the model's real forward (the same loss as upstream's
 ``forward_step``), not SAT's ``training_main``: at this size DeepSpeed's per-step bookkeeping
@@ -60,7 +64,9 @@ class Recipe:
     eval_every: int = 1000
     eval_questions: int = 40
     box_weight: int = 6  # how often a box question is asked, against colour 2, shape 2, count 1, position 1
+    colour_weight: int = 2  # how often a colour question is asked (the vision tower learns colour from these)
     box_only_steps: int = 0  # steps of box questions only (single-object scenes) before the other kinds join
+    stop_after: int = 0  # end the run after this many steps (the lr schedule still spans ``steps``); 0 = steps
     init: str = ""  # a checkpoint folder (SAT layout) to continue from; "" = seeded weights
 
 
@@ -105,7 +111,7 @@ def held_out_questions(count: int, *, max_objects: int, kinds: tuple[str, ...], 
 
 
 def _stream(recipe: Recipe) -> Iterator[tuple[int, Sample]]:
-    weights = {**KIND_WEIGHTS, "box": recipe.box_weight}
+    weights = {**KIND_WEIGHTS, "colour": recipe.colour_weight, "box": recipe.box_weight}
     boxes = samples(recipe.seed + 1, "train", 1, {"box": 1})
     single = samples(recipe.seed, "train", 1, weights)
     multi = samples(recipe.seed, "train", 3, weights)
@@ -168,7 +174,8 @@ def train_tiny(out: str | Path, recipe: Recipe = Recipe(), log: Callable[[str], 
     best = -1.0
     started = time.perf_counter()
     running = 0.0
-    for step in range(recipe.steps):
+    last = min(recipe.steps, recipe.stop_after or recipe.steps)
+    for step in range(last):
         batch_samples = [next(stream)[1] for _ in range(recipe.batch)]
         batch = collate([{**trainer(s.answer, s.query), "image": s.image} for s in batch_samples],
                         text.tokenizer.pad_token_id, image)
@@ -187,7 +194,7 @@ def train_tiny(out: str | Path, recipe: Recipe = Recipe(), log: Callable[[str], 
             logfile.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "smooth": round(running, 5),
                                       "lr": _lr_at(step, recipe), "seconds": round(elapsed, 1)}) + "\n")
             logfile.flush()
-        if (step + 1) % recipe.eval_every == 0 or step + 1 == recipe.steps:
+        if (step + 1) % recipe.eval_every == 0 or step + 1 == last:
             scores = score_model(model, text, image, recipe.eval_questions, recipe.seed + 1)
             elapsed = time.perf_counter() - started
             record = {"eval_step": step + 1, "seconds": round(elapsed, 1), **scores}
