@@ -122,3 +122,7 @@ def test_render_training_views(run: dict[str, Path], tmp_path: Path, capsys: pyt
     assert "Trainable parameters: 7,168" in text and "ZeRO stage 1, world size 1, backend gloo" in text
     assert main(["render", trace, "--format", "loss", "-o", str(tmp_path / "loss.png")]) == 0
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    # The explorer page shows the training views too (a section per view the trace has data for).
+    assert main(["render", trace, "--format", "html", "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'id="view-training"' in page and 'id="view-loss"' in page and "data:image/png;base64," in page

@@ -534,8 +534,35 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
                          '<p class="note">SAT\'s <code>filling_sequence</code>: one context forward over the whole '
                          "prompt, then one token per step reading the KV cache.</p>" + qa + steps))
 
+    sections += _other_views(trace, views)
     body = "".join(f'<section id="{key}"><h2>{_e(name)}</h2>{content}</section>' for key, name, content in sections)
     return _page(title, header, [(k, n) for k, n, _ in sections], body, {"details": details})
+
+
+# Views the page draws in sections of their own above; any other view the trace has data for (a
+# model adapter's, e.g. CogAgent's cross view, or a fine-tuning trace's table and loss curve) gets
+# a plain section: its text, its picture.
+_DRAWN = frozenset({"architecture", "tokens", "calls", "modules", "tree", "hooks", "steps"})
+
+
+def _other_views(trace: Trace, views: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    import base64
+
+    out: list[tuple[str, str, str]] = []
+    for name, view in sorted(views.items()):
+        if name in _DRAWN or not view.available(trace):
+            continue
+        try:
+            parts = [f'<p class="note">{_e(view.caption)}</p>']
+            if view.png is not None:
+                data = base64.b64encode(view.png(trace)).decode("ascii")
+                parts.append(f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{data}"></figure>')
+            if view.text is not None:
+                parts.append(f"<pre>{_e(view.render_text(trace))}</pre>")
+        except view.errors:
+            continue
+        out.append((f"view-{name}", name.capitalize(), "".join(parts)))
+    return out
 
 
 def _walk(forest: Sequence[CallNode]) -> list[CallNode]:
