@@ -137,7 +137,7 @@ def measure(*, quick: bool, config: str, env: dict[str, str]) -> Section:
         tuple(rows),
         notes=(f"{len(all_rounds)} rounds in {sessions} session(s); 'load' = `load_model` + processors, "
                "'trace write' = time between the end of the turn and the end of the `with` block "
-               "(building the trace and writing `trace.json` + `trace.chrome.json`). Targets are judged on "
+               "(building the trace and writing `trace.json`). Targets are judged on "
                "wall time; 'CPU time' (the process's user + system time) is shown because it moves less "
                "when other jobs share the machine.",),
     ))

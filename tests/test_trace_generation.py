@@ -102,12 +102,14 @@ def test_max_steps() -> None:
         result = _turn(model)
     trace = handle.trace
     assert trace is not None
-    steps = [e.name for e in trace.of("generation") if e.data["phase"] != "call"]
-    assert steps == ["context", "step 1"]
+    steps = [e for e in trace.of("generation") if e.data["phase"] != "call"]
+    assert [e.name for e in steps] == ["context"] + [f"step {n}" for n in range(1, len(result.generated_ids))]
+    assert [e.data["detail"] for e in steps] == ["full", "full"] + ["summary"] * (len(steps) - 2)
+    assert [e.data["sampled_token"] for e in steps] == result.generated_ids
     call = next(e for e in trace.of("generation") if e.data["phase"] == "call")
     assert call.data["steps"] == len(result.generated_ids) and call.data["recorded_steps"] == 2
     roots = [e for e in trace.of("module") if e.name == "CogVLMModel"]
-    assert len(roots) == 2  # later steps ran unrecorded
+    assert len(roots) == 2  # later steps are step summaries: their forwards are not recorded
 
 
 def test_stream_generation_and_automodel(tmp_path: Any) -> None:

@@ -3,7 +3,7 @@
 The one entry point for recording is :func:`trace`::
 
     import tracer
-    with tracer.trace("out/") as t:       # out/trace.json + out/trace.chrome.json
+    with tracer.trace("out/") as t:       # out/trace.json (chrome=True adds trace.chrome.json)
         ...                               # build, load, run, generate
     t.trace                               # the tracer.Trace (pure data)
 

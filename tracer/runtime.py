@@ -26,6 +26,14 @@ Three mechanisms, each chosen for a reason:
 * **Generation**: ``filling_sequence`` / ``stream_filling_sequence`` get their code swapped
   (so ``from sat.generation.autoregressive_sampling import filling_sequence`` done early is
   caught too); inside them, every forward of the root model is one step.
+* **Summary steps** keep the cost of tracing flat in the length of an answer. Every cached
+  step runs the same modules and hooks with one more position in the cache, so only the
+  context forward and the first ``max_steps`` steps are recorded in full. For the later ones
+  the global module hooks are *lifted* (removed from torch, so every module takes torch's
+  hook-free call path) and one forward pre-hook / forward hook pair on the root model records
+  each step as a ``generation`` event alone: tokens fed, cache length, sampled token, time.
+  The global pair is back as soon as the generation call returns (a stream: before the
+  caller's code runs between two tokens), and the root's pair is gone with it.
 
 Weights used by a hook: every module with parameters of its own whose forward runs while
 that hook is the innermost one being dispatched (e.g. ``mixins.mlp.vision_dense_h_to_4h_list.0``
@@ -90,10 +98,11 @@ class _Generation:
     """One ``filling_sequence`` run: how many steps so far, the step awaiting its token."""
 
     steps: int = 0
-    recorded: int = 0
+    recorded: int = 0  # steps recorded in full (module and hook events)
     context_length: int | None = None
     previous: Record | None = None
     sampled: list[int] = field(default_factory=list)
+    root: torch.nn.Module | None = None  # the model whose forwards are the steps
 
     def take_sampled(self, tokens: torch.Tensor) -> None:
         """Record ``tokens[0, -1]`` as the token sampled by the previous step, if one is waiting."""
@@ -115,6 +124,15 @@ def _location(fn: Any) -> SourceLocation | None:
     if code is None:
         return None
     return SourceLocation(file=code.co_filename, line=code.co_firstlineno, function=fn.__qualname__)
+
+
+def _outcome(rest: tuple) -> tuple[dict[str, Any], Any, str | None]:
+    """(kwargs, result, error) from a forward hook's arguments after ``(module, args)``: torch
+    calls an ``always_call`` hook as ``hook(module, args, result)`` when the forward raised."""
+    if len(rest) == 2:
+        return rest[0], rest[1], None
+    exc = sys.exc_info()[1]
+    return {}, rest[0] if rest else None, "error" if exc is None else f"{type(exc).__name__}: {exc}"
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -147,6 +165,42 @@ class _Runtime:
         self._kwarg_cache: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
         self._wrapped_hooks: dict[int, tuple[Any, dict, str, dict]] = {}
         self._adapters: dict[type, Any] = {}
+        self._global: list[Any] = []  # the global module hook pair, while installed
+        self._lifted: list[Any] = []  # the root model's hook pair, while the global pair is lifted
+        self._summary: _Frame | None = None  # the summary step running under the root's pair
+
+    # -- the hooks themselves -----------------------------------------------------------
+    def attach(self) -> None:
+        """Install the global module hook pair (idempotent)."""
+        if not self._global:
+            self._global.append(register_module_forward_pre_hook(self.pre))
+            self._global.append(register_module_forward_hook(self.post, with_kwargs=True, always_call=True))
+
+    def detach(self) -> None:
+        """Remove the global module hook pair (idempotent)."""
+        while self._global:
+            handle = self._global.pop()
+            handle.remove()
+            # torch's handle for a global hook registered with_kwargs=True does not clear its
+            # with_kwargs flag (only the always_call one): clear it ourselves.
+            torch_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
+
+    def _lift(self, root: torch.nn.Module) -> None:
+        """Summary steps from now on: only ``root``'s own hook pair watches (see the module doc)."""
+        if self._lifted or not self._global:
+            return
+        self._lifted.append(root.register_forward_pre_hook(self._summary_pre, with_kwargs=True))
+        self._lifted.append(root.register_forward_hook(self._summary_post, with_kwargs=True, always_call=True))
+        self.detach()
+
+    def _land(self, *, reattach: bool = True) -> None:
+        """Undo :meth:`_lift`: the root's pair removed, the global pair back."""
+        if not self._lifted:
+            return
+        while self._lifted:
+            self._lifted.pop().remove()
+        if reattach:
+            self.attach()
 
     # -- module paths -------------------------------------------------------------------
     def _known(self, module: torch.nn.Module) -> tuple[weakref.ref, str, bool] | None:
@@ -216,13 +270,7 @@ class _Runtime:
         if not self.frames or self.frames[-1].module is not module or threading.get_ident() != self.rec.thread:
             return
         frame = self.frames.pop()
-        if len(rest) == 2:
-            kwargs, result = rest
-            error = None
-        else:  # torch calls always_call hooks as hook(module, args, result) when forward raised
-            kwargs, result = {}, rest[0] if rest else None
-            exc = sys.exc_info()[1]
-            error = "error" if exc is None else f"{type(exc).__name__}: {exc}"
+        kwargs, result, error = _outcome(rest)
         if frame.record is not None:
             data = frame.record.data
             try:
@@ -235,12 +283,42 @@ class _Runtime:
             self.rec.end(frame.token, error)
         if frame.wrapped is not None:
             self._restore_hooks(frame)
-        if not self.frames and frame.adapter is not None and error is None:
+        if not self.frames and frame.adapter is not None and error is None and not frame.suppressing:
             self._forward_facts(frame, args, kwargs)
         if frame.step_token >= 0 or frame.suppressing:
             self._end_step(frame, kwargs, error)
+            gen = self.generation
+            if not self.frames and error is None and gen is not None and gen.root is module and self._summary_next(gen):
+                self._lift(module)
         if not self.frames:
             self._kwarg_cache.clear()  # drop the references once the outermost forward is done
+
+    def _summary_pre(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        """The root's pre-hook while the global pair is lifted: a summary step begins."""
+        rec = self.rec
+        if self.generation is None or self._summary is not None or not rec.recording():
+            return
+        frame = _Frame(module, "")
+        self._begin_step(frame, summary=True)
+        self._summary = frame
+
+    def _summary_post(self, module: torch.nn.Module, args: tuple, *rest: Any) -> None:
+        frame = self._summary
+        if frame is None or frame.module is not module or threading.get_ident() != self.rec.thread:
+            return
+        self._summary = None
+        kwargs, result, error = _outcome(rest)
+        exc = sys.exc_info()[1]
+        if error is None and result is None and exc is not None:
+            # torch calls a module's own always_call hook registered with_kwargs as
+            # hook(module, args, kwargs, None) when the forward raised (a global one gets 3 args).
+            error = f"{type(exc).__name__}: {exc}"
+        self._end_step(frame, kwargs, error)
+
+    def _summary_next(self, gen: _Generation) -> bool:
+        """Whether ``gen``'s next step is a summary step (beyond ``max_steps``)."""
+        max_steps = self.rec.max_steps
+        return max_steps is not None and gen.steps > max_steps
 
     def _forward_facts(self, frame: _Frame, args: tuple, kwargs: dict[str, Any]) -> None:
         """Facts the root model's adapter reads off a whole forward's inputs (CogVLM: the token
@@ -388,22 +466,26 @@ class _Runtime:
         return self._adapters[cls]
 
     # -- generation ---------------------------------------------------------------------
-    def _begin_step(self, frame: _Frame) -> None:
+    def _begin_step(self, frame: _Frame, *, summary: bool = False) -> None:
+        """Open the event of the step whose root forward ``frame`` is. A summary step (beyond
+        ``max_steps``) is the step event alone: nothing under it is recorded."""
         gen = self.generation
         assert gen is not None
         step = gen.steps
+        summary = summary or self._summary_next(gen)
         gen.steps += 1
-        max_steps = self.rec.max_steps
-        if max_steps is not None and step > max_steps:
-            frame.suppressing = True
-            self.rec.suppress += 1
-            return
-        gen.recorded += 1
+        if gen.root is None:
+            gen.root = frame.module
+        if not summary:
+            gen.recorded += 1
         phase = "context" if step == 0 else "step"
         frame.step_token, frame.step_record = self.rec.begin(
             "generation", "context" if step == 0 else f"step {step}",
-            {"step": step, "phase": phase, "tokens_fed": None, "context_length": gen.context_length,
-             "sequence_length": None, "mems": None, "sampled_token": None})
+            {"step": step, "phase": phase, "detail": "summary" if summary else "full", "tokens_fed": None,
+             "context_length": gen.context_length, "sequence_length": None, "mems": None, "sampled_token": None})
+        if summary:
+            frame.suppressing = True
+            self.rec.suppress += 1
 
     def _end_step(self, frame: _Frame, kwargs: dict[str, Any], error: str | None) -> None:
         gen = self.generation
@@ -455,6 +537,7 @@ class _Runtime:
                 error = f"{type(e).__name__}: {e}"
                 raise
             finally:
+                runtime._land()
                 runtime.generation = outer
                 if record is not None:
                     record.data.update(steps=gen.steps, recorded_steps=gen.recorded,
@@ -481,11 +564,14 @@ class _Runtime:
         try:
             while True:
                 outer, self.generation = self.generation, gen
+                if gen.root is not None and self._summary_next(gen):
+                    self._lift(gen.root)
                 try:
                     item = next(inner)
                 except StopIteration:
                     return
                 finally:
+                    self._land()  # the caller's code between two tokens is traced in full
                     self.generation = outer
                 self._finish_generation(gen, item[0] if isinstance(item, tuple) and item else None)
                 yield item
@@ -496,7 +582,13 @@ class _Runtime:
 
     # -- teardown -----------------------------------------------------------------------
     def unwind(self) -> None:
-        """After an interrupt mid-forward: put back every hooks dict still swapped."""
+        """After an interrupt mid-forward: put back every hooks dict still swapped, remove the
+        root model's hook pair of summary steps."""
+        self._land(reattach=False)
+        if self._summary is not None:
+            if self._summary.suppressing:
+                self.rec.suppress -= 1
+            self._summary = None
         while self.frames:
             frame = self.frames.pop()
             if frame.wrapped is not None:
@@ -515,16 +607,10 @@ def install(recorder: Recorder) -> Callable[[], None]:
 
     runtime = _Runtime(recorder)
     patches = PatchSet()
-    handles: list[Any] = []
 
     def uninstall() -> None:
         try:
-            while handles:
-                handle = handles.pop()
-                handle.remove()
-                # torch's handle for a global hook registered with_kwargs=True does not clear
-                # its with_kwargs flag (only the always_call one): clear it ourselves.
-                torch_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
+            runtime.detach()
         finally:
             try:
                 runtime.unwind()
@@ -537,8 +623,7 @@ def install(recorder: Recorder) -> Callable[[], None]:
                 patches.swap_code(fn, functools.partial(runtime.wrap_default, name))
         patches.swap_code(sampling.filling_sequence, runtime.wrap_filling)
         patches.swap_code(sampling.stream_filling_sequence, runtime.wrap_stream)
-        handles.append(register_module_forward_pre_hook(runtime.pre))
-        handles.append(register_module_forward_hook(runtime.post, with_kwargs=True, always_call=True))
+        runtime.attach()
     except BaseException:
         uninstall()
         raise

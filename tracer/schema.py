@@ -29,6 +29,7 @@ from typing import Any, Literal, TextIO
 __all__ = [
     "CATEGORIES",
     "DEFAULT_CATEGORIES",
+    "DEFAULT_MAX_STEPS",
     "SCHEMA_VERSION",
     "Event",
     "ModuleNode",
@@ -46,6 +47,10 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = ("construction", "module", "hook", "g
 # What tracer.trace() can record: the default, and "training", asked for explicitly (cogtrace
 # finetune does), since installing it imports DeepSpeed (seconds).
 CATEGORIES: tuple[Category, ...] = (*DEFAULT_CATEGORIES, "training")
+# Generation steps recorded in full after the context forward; later ones are step summaries
+# (tracer/runtime.py). Every cached step runs the same modules and hooks, so a few show the
+# path and the cost of tracing stays flat in the length of the answer.
+DEFAULT_MAX_STEPS = 4
 # Recorded only when a model-parallel run asks for it (tracer.parallel.collectives); a trace
 # file may hold them, so readers accept them.
 EXTRA_CATEGORIES: tuple[Category, ...] = ("collective",)

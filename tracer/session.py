@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .errors import TracingError  # defined with the other errors so tracer.patching can raise it too
-from .schema import CATEGORIES, DEFAULT_CATEGORIES, Trace
+from .schema import CATEGORIES, DEFAULT_CATEGORIES, DEFAULT_MAX_STEPS, Trace
 from .sink import Recorder
 
 __all__ = ["TraceHandle", "TracingError", "active_recorder", "trace", "write_files"]
@@ -153,7 +153,7 @@ def write_files(trace_: Trace, out_dir: str | Path, *, staged: bool = True, chro
 
 
 def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = DEFAULT_CATEGORIES,
-          max_depth: int | None = None, max_steps: int | None = None,
+          max_depth: int | None = None, max_steps: int | None = DEFAULT_MAX_STEPS,
           meta: dict[str, Any] | None = None, chrome: bool = False) -> TraceHandle:
     """Record SAT construction calls and runtime shapes inside a ``with`` block.
 
@@ -168,8 +168,10 @@ def trace(out_dir: str | Path | None = None, *, categories: Iterable[str] = DEFA
     ``categories``: any of construction, module, hook, generation (the default: all four; fewer =
     cheaper) and training (SAT's training path, :mod:`tracer.training`; asked for explicitly);
     ``max_depth``: events nested deeper than this are not recorded;
-    ``max_steps``: generation steps recorded per ``filling_sequence`` call (the context
-    forward is step 0 and always recorded when generation is traced);
+    ``max_steps``: generation steps recorded in full per ``filling_sequence`` call after the
+    context forward (step 0, always in full); later steps are recorded as step summaries (the
+    step event alone: tokens fed, cache length, sampled token, time). ``None``: every step in
+    full, at a cost that grows with the answer's length;
     ``chrome``: also write ``trace.chrome.json`` (Perfetto). Off by default: it repeats what
     ``trace.json`` holds and cost as much again to write; ``cogtrace render --format chrome``
     makes it from ``trace.json`` whenever it is wanted.

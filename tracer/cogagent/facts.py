@@ -10,6 +10,9 @@ Read from events the core already records, nothing extra is hooked:
   per-layer keys/values (``mem_cross``) are reused;
 * the ``attention_fn`` dispatch inside it (``cross_attention=True``): query (B, heads, S, d)
   and cross keys/values (B, heads, cross tokens, d).
+
+Step summaries (steps beyond the trace's ``max_steps``) have nothing under them to read, so
+they are left out and counted on one line below the table.
 """
 
 from __future__ import annotations
@@ -70,14 +73,14 @@ def _cross_dispatch(event: Event, children: Mapping[int, Sequence[Event]]) -> Cr
 
 
 def cross_steps(trace: Trace) -> list[StepFacts]:
-    """One :class:`StepFacts` per recorded generation step (context forward first), in order."""
+    """One :class:`StepFacts` per generation step recorded in full (context forward first), in order."""
     children: dict[int, list[Event]] = defaultdict(list)
     for event in trace.events:
         if event.parent is not None:
             children[event.parent].append(event)
     facts: list[StepFacts] = []
     for step in trace.of("generation"):
-        if step.data.get("phase") == "call":
+        if step.data.get("phase") == "call" or step.data.get("detail") == "summary":
             continue
         encoder: Event | None = None
         cross = []
@@ -108,4 +111,8 @@ def render_cross_steps(trace: Trace) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    summaries = sum(1 for e in trace.of("generation") if e.data.get("detail") == "summary")
+    if summaries:
+        lines.append(f"(+ {summaries} later step(s) recorded as step summaries, without their calls: "
+                     "--max-steps all records every step in full)")
     return "\n".join(lines) + "\n"

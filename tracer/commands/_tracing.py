@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..schema import DEFAULT_MAX_STEPS
 
 # Kept in step with tracer.schema.CATEGORIES (importing it would be fine, but this stays tiny).
 CATEGORY_NAMES = ("construction", "module", "hook", "generation")  # the default
@@ -24,9 +25,14 @@ def add_trace_arguments(parser: argparse.ArgumentParser, *, output_help: str) ->
                        help="record events nested at most N deep (default: no limit)")
     group.add_argument("--categories", default=None, metavar="LIST",
                        help=f"comma-separated subset of {','.join(ACCEPTED)} (default: all but training)")
-    group.add_argument("--max-steps", type=int, default=None, metavar="N",
-                       help="generation steps recorded per filling_sequence call, after the context "
-                            "forward (default: all)")
+    add_max_steps_argument(group)
+
+
+def add_max_steps_argument(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    group.add_argument("--max-steps", default=str(DEFAULT_MAX_STEPS), metavar="N",
+                       help="generation steps recorded in full per filling_sequence call after the context "
+                            "forward; later steps are recorded as step summaries (tokens, cache length, time). "
+                            f"'all' records every step in full (default: {DEFAULT_MAX_STEPS})")
 
 
 def trace_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -38,10 +44,22 @@ def trace_options(args: argparse.Namespace) -> dict[str, Any]:
         if unknown or not categories:
             raise UserError(f"--categories {args.categories!r}: expected a comma-separated subset of "
                             f"{','.join(ACCEPTED)}")
-    for flag, value in (("--depth", args.depth), ("--max-steps", args.max_steps)):
-        if value is not None and value < 0:
-            raise UserError(f"{flag} {value}: expected a non-negative integer")
-    return {"categories": categories, "max_depth": args.depth, "max_steps": args.max_steps}
+    if args.depth is not None and args.depth < 0:
+        raise UserError(f"--depth {args.depth}: expected a non-negative integer")
+    return {"categories": categories, "max_depth": args.depth, "max_steps": max_steps(args.max_steps)}
+
+
+def max_steps(text: str) -> int | None:
+    """``--max-steps``: a non-negative integer, or ``all`` (None: every step in full)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UserError(f"--max-steps {text}: expected a non-negative integer or 'all'")
+    return value
 
 
 def check_output(path: str) -> Path:

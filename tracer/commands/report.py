@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "meta"], default="cpu",
                         help="cpu (default) or meta: shapes-only build of any size, implies --build-only")
     parser.add_argument("-o", "--output", default="out", metavar="DIR", help="folder to write into (default out/)")
+    from ._tracing import add_max_steps_argument
+
+    add_max_steps_argument(parser)
     from ..parallel.cli import add_parallel_arguments
 
     add_parallel_arguments(parser)
@@ -108,12 +111,14 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from ..adapters import adapter_for_config
     from ..files import check_writable_folder
+    from ._tracing import max_steps
 
     adapter = adapter_for_config(args.config)
     config = adapter.load_config(args.config)
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens {args.max_new_tokens}: expected a positive integer")
-    out = check_writable_folder(args.output)  # before any model work
+    steps = max_steps(args.max_steps)  # checked before any model work, like the output folder
+    out = check_writable_folder(args.output)
     parallel = args.nproc is not None and args.nproc != 1
     if args.build_only or args.device == "meta":
         if parallel:
@@ -163,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                             "device": "cpu", "image": image_path, "query": query, "prompt_version": version}
     started = time.perf_counter()
     # Recorded in memory and written only on success: a failed run leaves no folder behind.
-    with threads_for(rough_parameters(config)), record(None, meta=meta) as handle:
+    with threads_for(rough_parameters(config)), record(None, meta=meta, max_steps=steps) as handle:
         model, _ = adapter.load(config, device="cpu", seed=args.seed)
         add_autoregressive_mixin(model)
         result = chat(image, model, text_processor, image_processor, query, options=options,

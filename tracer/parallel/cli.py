@@ -82,7 +82,8 @@ def report_parallel(args: argparse.Namespace, config: Any, out: Path, query: str
     job = ["chat", str(config.directory), "--query", query, "--image", image_path, "--version", version,
            "--max-length", str(max_length), "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
            "--output", str(out / "output.png"),
-           "--trace", str(out), "--command", f"cogtrace report {args.config} --nproc {args.nproc}"]
+           "--trace", str(out), "--max-steps", str(args.max_steps),
+           "--command", f"cogtrace report {args.config} --nproc {args.nproc}"]
     if args.tokenizer is not None:
         job += ["--tokenizer", str(args.tokenizer)]
     _launch(job, args, log=out / "torchrun.log")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..cogvlm.build import DEFAULT_SEED
+from ..schema import DEFAULT_MAX_STEPS
 from ..session import TraceHandle, trace
 from .collectives import record_collectives
 
@@ -52,7 +53,8 @@ def _align() -> None:
 
 
 @contextlib.contextmanager
-def traced_rank(out: str | Path | None, meta: dict[str, Any]) -> Iterator[TraceHandle | None]:
+def traced_rank(out: str | Path | None, meta: dict[str, Any],
+                max_steps: int | None = DEFAULT_MAX_STEPS) -> Iterator[TraceHandle | None]:
     """Trace this rank into ``<out>/rank<r>/`` (nothing when ``out`` is None), collectives included."""
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -65,7 +67,7 @@ def traced_rank(out: str | Path | None, meta: dict[str, Any]) -> Iterator[TraceH
     full_meta = {**meta, "rank": rank, "world_size": size,
                  "model_parallel_size": mpu.get_model_parallel_world_size() if mpu.model_parallel_is_initialized()
                  else size}
-    handle = trace(rank_dir(out, rank), meta=full_meta)
+    handle = trace(rank_dir(out, rank), meta=full_meta, max_steps=max_steps)
     with handle, record_collectives(handle.recorder):
         # The barrier itself is recorded inside this event; the merge aligns the lanes at its end.
         token, _ = handle.recorder.begin("collective", ALIGN_MARK, {"op": ALIGN_MARK, ALIGN_MARK: True,

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..commands._tracing import add_max_steps_argument, max_steps
 from ..errors import UserError
 
 ERROR_PREFIX = "cogtrace: error: "
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("job", choices=("chat", "logits", "roundtrip"))
     parser.add_argument("config")
     parser.add_argument("--trace", default=None, metavar="OUT", help="trace each rank into OUT/rank<r>/")
+    add_max_steps_argument(parser)
     parser.add_argument("--query", default=None)
     parser.add_argument("--image", default=None)
     parser.add_argument("--version", default=None)
@@ -231,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     meta = {"command": args.command, "config": str(args.config), "job": args.job}
     jobs = {"chat": _chat, "logits": _logits_job, "roundtrip": _roundtrip}
     started = time.perf_counter()
-    with _quiet_unless(rank == 0), traced_rank(args.trace, meta) as handle:
+    with _quiet_unless(rank == 0), traced_rank(args.trace, meta, max_steps(args.max_steps)) as handle:
         jobs[args.job](config, args, rank, handle)
     seconds = time.perf_counter() - started  # the job and, when traced, writing this rank's trace
     if args.job == "logits" and args.save is not None:  # what bench/parallel.py compares

@@ -429,7 +429,7 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
     from .hooks import hook_rows, mixin_changes
     from .modules import check_totals
     from .registry import views_for
-    from .steps import step_rows
+    from .steps import count_text, step_rows, summary_note
 
     views = views_for(trace)  # the generic views, with the model adapter's over them
     roots = list(source_roots)
@@ -525,9 +525,12 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
         steps = _table(headers, [
             [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems,
              "" if r.sampled_token is None else f"{r.sampled_token} {r.piece!r}" if r.piece else str(r.sampled_token),
-             str(r.modules), str(r.hooks)] + ([str(r.vision_tokens)] if split_seen else [])
+             count_text(r.modules), count_text(r.hooks)] + ([count_text(r.vision_tokens)] if split_seen else [])
             + ([duration_text(r.duration_ns)] if timings else []) for r in srows],
             numeric=(0, 2, 3, 6, 7, 8), shape_cols=(4,))
+        note = summary_note(trace, srows)
+        if note:
+            steps += f'<p class="note">{_e(note)}</p>'
         qa = "".join(f"<p><b>{key}:</b> <code>{_e(trace.meta[key])}</code></p>" for key in ("query", "response")
                      if trace.meta.get(key) is not None)
         sections.append(("steps", "Generation steps",

@@ -6,7 +6,8 @@ prompt, from ``meta['token_pieces']`` (``{"878": "▁dog"}``, filled by ``cogtra
 This is ``filling_sequence`` made visible — the context pass feeds the whole prompt (image
 slots included) and fills ``mems``; each later step feeds one token and the cache grows by
 one position. The table counts the module forwards and SAT hook dispatches under each step,
-which shows how much cheaper a cached step is.
+which shows how much cheaper a cached step is. Steps beyond the trace's ``max_steps`` are
+step summaries (``detail: "summary"``): their calls were not recorded, so they have no counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from ..schema import Trace
 from .common import children_index, descendants, duration_text, has_token_split, shapes_text
 
-__all__ = ["StepRow", "render_steps", "step_rows"]
+__all__ = ["StepRow", "render_steps", "step_rows", "summary_note"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,11 @@ class StepRow:
     mems: str
     sampled_token: int | None
     piece: str
-    modules: int  # module forwards recorded under this step
-    hooks: int  # SAT hook dispatches recorded under this step
-    vision_tokens: int  # tokens routed to the vision experts (from mlp_forward branch facts)
+    modules: int | None  # module forwards recorded under this step (None: a summary step)
+    hooks: int | None  # SAT hook dispatches recorded under this step (None: a summary step)
+    vision_tokens: int | None  # tokens routed to the vision experts (from mlp_forward branch facts)
     duration_ns: int
+    summary: bool = False  # recorded as the step event alone (beyond max_steps)
 
 
 def _piece(token: int | None, vocab: Mapping[int, str]) -> str:
@@ -62,11 +64,28 @@ def step_rows(trace: Trace) -> list[StepRow]:
         d = e.data
         token = d.get("sampled_token")
         piece = _piece(token, vocab)
+        summary = d.get("detail") == "summary"
         rows.append(StepRow(int(d.get("step", i)), str(d.get("phase", "")), int(d.get("tokens_fed", 0) or 0),
                             int(d.get("sequence_length", d.get("context_length", 0)) or 0), shapes_text([d.get("mems")]) or "none",
-                            None if token is None else int(token), piece, counts["module"], counts["hook"],
-                            vision, e.duration_ns))
+                            None if token is None else int(token), piece,
+                            None if summary else counts["module"], None if summary else counts["hook"],
+                            None if summary else vision, e.duration_ns, summary))
     return rows
+
+
+def count_text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def summary_note(trace: Trace, rows: list[StepRow]) -> str:
+    """One line saying which steps are summaries and how to record them in full ('' if none)."""
+    summaries = [r.step for r in rows if r.summary]
+    if not summaries:
+        return ""
+    span = str(summaries[0]) if len(summaries) == 1 else f"{summaries[0]}–{summaries[-1]}"
+    full = trace.meta.get("max_steps")
+    return (f"steps {span}: step summaries (tokens, cache, time), their module and hook calls not recorded: a "
+            f"cached step runs the same path as steps 1–{full}; --max-steps all records every step in full")
 
 
 def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles: bool = False) -> str:
@@ -95,11 +114,14 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles
     for r in rows:
         token = "" if r.sampled_token is None else str(r.sampled_token) + (f" {r.piece!r}" if r.piece else "")
         cells = [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems, token,
-                 str(r.modules), str(r.hooks)] + ([str(r.vision_tokens)] if split else [])
+                 count_text(r.modules), count_text(r.hooks)] + ([count_text(r.vision_tokens)] if split else [])
         if timings:
             cells.append(duration_text(r.duration_ns))
         table.add_row(*cells)
     parts: list[object] = [table if rows else "(no generation events in this trace)"]
+    note = summary_note(trace, rows)
+    if note:
+        parts.append(note)
     if trace.meta.get("response") is not None:
         parts.append(f"response: {trace.meta['response']!r}")
     return export_text(parts, width=width, styles=styles)
