@@ -25,7 +25,7 @@ report: $(STAMP)
 	$(BIN)/cogtrace report tracer/cogvlm/configs/tiny/cogvlm-grounding-trained --max-new-tokens 24 -o $(OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check tracer tests walkthroughs scripts bench
+	$(BIN)/ruff check tracer tests walkthroughs scripts bench examples
 	$(BIN)/mypy
 
 test: lint

@@ -50,12 +50,16 @@ class Browser:
         self._from_child, from_child_w = os.pipe()
 
         def wire() -> None:  # in the child: its fd 3 reads our commands, its fd 4 writes answers
+            # Copies first (the pipe ends may themselves be 3 or 4); dup2 makes 3 and 4 inheritable.
             a, b = os.dup(to_child_r), os.dup(from_child_w)
             os.dup2(a, 3)
             os.dup2(b, 4)
 
+        # close_fds=False: pass_fds=(3, 4) would make subprocess check fds 3 and 4 in *this*
+        # process, which fails (EBADF) when nothing happens to be open there (a detached shell).
+        # Python's own descriptors are not inheritable (PEP 446), so only 0-4 reach Chromium.
         self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-                                     preexec_fn=wire, pass_fds=(3, 4), stdin=subprocess.DEVNULL,
+                                     preexec_fn=wire, close_fds=False, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)

@@ -110,3 +110,31 @@ def test_a_script_forward_gets_the_token_layout_and_its_own_roots(tmp_path: Path
     roots = [e for e in trace.of("module") if e.data["path"] == ""]
     assert all(e.data["class_name"] == "CogVLMModel" for e in roots)
     assert "tokens" in views_for(trace)
+
+
+def test_readme_example_generates_with_summary_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/sat_llama.py (the README's ``cogtrace run`` line): a plain SAT LLaMA generating with
+    filling_sequence gets its steps recorded like CogVLM's — the first in full, later ones as
+    summaries — and the same tokens as run without the tracer."""
+    import runpy
+
+    from tracer.cpu import cpu_substitutions
+    from tracer.schema import DEFAULT_MAX_STEPS
+
+    example = Path(__file__).parents[1] / "examples" / "sat_llama.py"
+    monkeypatch.setattr("sys.argv", [str(example), "--tokens", "12"])
+    with cpu_substitutions():  # SAT's Triton rotary kernel needs CUDA: the same math in torch, untraced
+        runpy.run_path(str(example), run_name="__main__")
+    plain = capsys.readouterr().out.strip().splitlines()[-1]
+    out = tmp_path / "run"
+    assert main(["run", "-o", str(out), str(example), "--tokens", "12"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[0] == plain  # the script's own print, unchanged
+    with (out / "trace.json").open(encoding="utf-8") as f:
+        trace = Trace.load(f)
+    steps = [e for e in trace.of("generation") if e.data["phase"] != "call"]
+    assert len(steps) == 12 and steps[0].name == "context"
+    assert [s.data["detail"] for s in steps] == ["full"] * (DEFAULT_MAX_STEPS + 1) + ["summary"] * (11 - DEFAULT_MAX_STEPS)
+    roots = [e for e in trace.of("module") if e.data["path"] == ""]
+    assert {e.data["class_name"] for e in roots} == {"LLaMAModel"} and len(roots) == DEFAULT_MAX_STEPS + 1
+    assert [s.data["sampled_token"] for s in steps] == [int(t) for t in plain.split("[")[1].rstrip("]").split(",")]

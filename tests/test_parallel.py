@@ -311,17 +311,16 @@ def test_run_under_torchrun_writes_per_rank_traces(cache: Path, tmp_path: Path) 
 
     from tracer.parallel.launch import _env, free_port
 
-    script = tmp_path / "mp_script.py"
-    script.write_text(
-        "from tracer.parallel.checkpoints import load_parallel\n"
-        f"model, args = load_parallel({CONFIG!r})\n"
-        "print('loaded', args.model_parallel_size)\n", encoding="utf-8")
+    script = Path(__file__).parents[1] / "examples" / "mp_cogvlm.py"  # the README's torchrun line
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          "-m", "tracer.cli", "run", "-o", str(out), str(script)],
         env=_env(1), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert [line.split(":")[0] for line in lines] == ["rank 0 of mp 2", "rank 1 of mp 2"]
+    assert lines[0].split(":")[1] == lines[1].split(":")[1]  # the same (gathered) logits shape on both
     assert main(["merge", str(out)]) == 0
     traces = _traces(out)
     assert [t.meta["rank"] for t in traces] == [0, 1]

@@ -88,3 +88,20 @@ def test_our_model_equals_upstream_code(tmp_path: Path) -> None:
         layout = Trace.load(f).meta["token_layout"]
     assert sum(layout["image_rope_mask"]) == sum(layout["image_embed_mask"]) - 2 > 0
     assert sum(layout["vision_expert_mask"]) == sum(layout["image_rope_mask"]) + 1
+
+
+@pytest.mark.skipif(not os.environ.get("COGVLM_CHECKOUT"),
+                    reason="set COGVLM_CHECKOUT to a checkout of THUDM/CogVLM (upstream code is not vendored)")
+def test_readme_upstream_example_runs_under_cogtrace_run_cpu(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's ``cogtrace run --cpu ... examples/upstream_cogvlm.py CHECKOUT`` line."""
+    from tracer.cli import main
+
+    out = tmp_path / "up"
+    assert main(["run", "--cpu", "-o", str(out), str(REPO / "examples" / "upstream_cogvlm.py"),
+                 os.environ["COGVLM_CHECKOUT"]]) == 0
+    assert "utils.models.cogvlm_model.CogVLMModel: logits [1, " in capsys.readouterr().out
+    with (out / "trace.json").open(encoding="utf-8") as f:
+        trace = Trace.load(f)
+    assert trace.meta["cpu_substitutions"] and trace.meta["model_class"] == "CogVLMModel"
+    assert any(e.data.get("served_by") == "xattn" for e in trace.of("hook"))

@@ -24,6 +24,7 @@ __all__ = [
     "duration_text",
     "fold_numeric",
     "human_count",
+    "recorded_note",
     "resolve_source",
     "shape_of",
     "shapes_text",
@@ -219,3 +220,14 @@ def has_token_split(trace: Any) -> bool:
     """Whether the trace's model adapter recorded a token split per hook dispatch (``branch``:
     CogVLM's vision/language experts). Views show split columns only then."""
     return any("branch" in e.data for e in trace.of("hook"))
+
+
+def recorded_note(trace: Any) -> str:
+    """'' when every generation step was recorded in full; otherwise one line saying the call
+    and dispatch counts cover the full steps only (later ones are step summaries)."""
+    summaries = [int(e.data.get("step", 0)) for e in trace.of("generation") if e.data.get("detail") == "summary"]
+    if not summaries:
+        return ""
+    span = str(summaries[0]) if len(summaries) == 1 else f"{summaries[0]}–{summaries[-1]}"
+    return (f"counts cover the calls recorded: generation steps {span} ran as step summaries, their calls not "
+            "recorded (--max-steps all records every step)")

@@ -34,6 +34,7 @@ from .common import (
     duration_text,
     has_token_split,
     human_count,
+    recorded_note,
     shapes_text,
     source_text,
     vscode_link,
@@ -429,7 +430,7 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
     from .hooks import hook_rows, mixin_changes
     from .modules import check_totals
     from .registry import views_for
-    from .steps import count_text, step_rows, summary_note
+    from .steps import maybe_count, step_rows, summary_note
 
     views = views_for(trace)  # the generic views, with the model adapter's over them
     roots = list(source_roots)
@@ -511,7 +512,9 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
         ["#", "call", "on", "params", "hook changes"],
         [[str(c.order), c.call, c.model, c.params, "<br>".join(_e(x) for x in c.changes)] for c in changes],
         numeric=(0, 3), raw=(4,)))
-    hook_html.append("<h3>Dispatches</h3>" + _dispatch_tree(trace, details, roots))
+    recorded = recorded_note(trace)
+    hook_html.append("<h3>Dispatches</h3>" + (f'<p class="note">{_e(recorded)}</p>' if recorded else "")
+                     + _dispatch_tree(trace, details, roots))
     sections.append(("hooks", "SAT hooks",
                      '<p class="note">Who serves each of SAT\'s hooks (<code>hook_origins</code>; "default" = '
                      "SAT's built-in implementation), how often each ran, and every dispatch with the mixin that "
@@ -525,7 +528,7 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
         steps = _table(headers, [
             [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems,
              "" if r.sampled_token is None else f"{r.sampled_token} {r.piece!r}" if r.piece else str(r.sampled_token),
-             count_text(r.modules), count_text(r.hooks)] + ([count_text(r.vision_tokens)] if split_seen else [])
+             maybe_count(r.modules), maybe_count(r.hooks)] + ([maybe_count(r.vision_tokens)] if split_seen else [])
             + ([duration_text(r.duration_ns)] if timings else []) for r in srows],
             numeric=(0, 2, 3, 6, 7, 8), shape_cols=(4,))
         note = summary_note(trace, srows)

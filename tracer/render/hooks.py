@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..schema import Trace
 from .calls import hook_changes
-from .common import HOOK_NAMES, delta_text, fold_numeric, has_token_split
+from .common import HOOK_NAMES, delta_text, fold_numeric, has_token_split, recorded_note
 
 __all__ = ["HookRow", "MixinChange", "hook_rows", "mixin_changes", "render_hooks"]
 
@@ -157,4 +157,7 @@ def render_hooks(trace: Trace, *, width: int = 140, styles: bool = False) -> str
     for c in changes:
         history.add_row(str(c.order), c.call, c.model, c.params, "\n".join(c.changes) or "·")
     parts.append(history if changes else "(no add_mixin/del_mixin calls in this trace)")
+    note = recorded_note(trace)
+    if note:
+        parts.insert(0, note)
     return export_text(parts, width=width, styles=styles)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schema import ModuleNode, Trace
-from .common import count_text, human_count, shapes_text
+from .common import count_text, human_count, recorded_note, shapes_text
 
 __all__ = ["ModuleRow", "check_totals", "module_calls", "module_rows", "render_modules"]
 
@@ -175,4 +175,5 @@ def render_modules(trace: Trace, *, width: int = 140, max_depth: int | None = No
     problems = check_totals(trace)
     if problems:
         note += f"; WARNING: {len(problems)} counts do not add up: " + "; ".join(problems[:3])
-    return export_text([table, note], width=width, styles=styles)
+    recorded = recorded_note(trace)
+    return export_text([table, note] + ([recorded] if recorded else []), width=width, styles=styles)

@@ -73,7 +73,8 @@ def step_rows(trace: Trace) -> list[StepRow]:
     return rows
 
 
-def count_text(value: int | None) -> str:
+def maybe_count(value: int | None) -> str:
+    """A count, or "-" for a summary step (nothing recorded to count)."""
     return "-" if value is None else str(value)
 
 
@@ -114,7 +115,7 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles
     for r in rows:
         token = "" if r.sampled_token is None else str(r.sampled_token) + (f" {r.piece!r}" if r.piece else "")
         cells = [str(r.step), r.phase, str(r.tokens_fed), str(r.sequence_length), r.mems, token,
-                 count_text(r.modules), count_text(r.hooks)] + ([count_text(r.vision_tokens)] if split else [])
+                 maybe_count(r.modules), maybe_count(r.hooks)] + ([maybe_count(r.vision_tokens)] if split else [])
         if timings:
             cells.append(duration_text(r.duration_ns))
         table.add_row(*cells)
