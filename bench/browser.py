@@ -50,10 +50,14 @@ class Browser:
         self._from_child, from_child_w = os.pipe()
 
         def wire() -> None:  # in the child: its fd 3 reads our commands, its fd 4 writes answers
-            # Copies first (the pipe ends may themselves be 3 or 4); dup2 makes 3 and 4 inheritable.
+            # Copies first (the pipe ends may themselves be 3 or 4). A copy can land on 3 or 4
+            # itself when those are free, and dup2 onto the same descriptor leaves its
+            # close-on-exec flag set: make both inheritable explicitly.
             a, b = os.dup(to_child_r), os.dup(from_child_w)
             os.dup2(a, 3)
             os.dup2(b, 4)
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
 
         # close_fds=False: pass_fds=(3, 4) would make subprocess check fds 3 and 4 in *this*
         # process, which fails (EBADF) when nothing happens to be open there (a detached shell).
