@@ -13,11 +13,19 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-__all__ = ["LIBRARY_LOGGERS", "LibraryLog", "active_log"]
+__all__ = ["LIBRARY_LOGGERS", "VERBOSE_VAR", "LibraryLog", "active_log", "verbose"]
 
 LIBRARY_LOGGERS = ("sat", "DeepSpeed")
+# Set for the ranks a command starts (tracer.parallel.launch), so ``cogtrace --verbose``
+# reaches the processes torchrun runs.
+VERBOSE_VAR = "COGTRACE_VERBOSE"
 
 _active: LibraryLog | None = None
+
+
+def verbose() -> bool:
+    """Whether the open :class:`LibraryLog` lets the lines through (``--verbose``)."""
+    return _active is not None and _active.verbose
 
 
 def active_log() -> list[str] | None:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..chatter import VERBOSE_VAR, verbose
 from .checks import ParallelError
 
 __all__ = ["DEFAULT_TIMEOUT", "LaunchError", "check_port", "free_port", "launch"]
@@ -72,6 +73,8 @@ def _env(threads: int, debug_port: int | None = None) -> dict[str, str]:
         env[DEBUG_PORT_VAR] = str(debug_port)
     env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
+    if verbose():
+        env[VERBOSE_VAR] = "1"
     # The ranks import this very copy of the package, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     return env

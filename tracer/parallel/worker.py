@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..chatter import VERBOSE_VAR, LibraryLog
 from ..commands._tracing import add_max_steps_argument, max_steps
 from ..errors import UserError
 
@@ -205,9 +206,14 @@ def _wait_for_debugger(rank: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        # Each rank imports SAT and DeepSpeed itself: their log lines are kept in the rank's
+        # trace (meta.library_log) as in one process, not printed, unless cogtrace --verbose.
+        with LibraryLog(verbose=os.environ.get(VERBOSE_VAR) == "1"):
+            return _run(args)
     except UserError as e:
         print(f"{ERROR_PREFIX}{e}", file=sys.stderr, flush=True)
         return 2
