@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schema import Event, Trace
+from .common import recorded_note
 
 __all__ = ["CollectiveRow", "collective_rows", "collectives_dot", "hook_counts", "render_parallel_html",
            "render_parallel_text", "who_holds_what_svg"]
@@ -211,7 +212,9 @@ def _summary(traces: Sequence[Trace]) -> str:
 
 def render_parallel_text(traces: Sequence[Trace], memory: Sequence[Mapping[str, Any]] = ()) -> str:
     world = len(traces)
-    out = [_summary(traces), "", "Who holds what (slice of the split dimension, local shape):"]
+    recorded = recorded_note(traces[0])  # collectives and dispatches of summary steps are not counted
+    out = [_summary(traces), *([recorded] if recorded else []), "",
+           "Who holds what (slice of the split dimension, local shape):"]
     out.append(_text_table(["weight", "class", "full", "dim", *[f"rank {r}" for r in range(world)]],
                            who_holds_what_rows(traces)))
     out += ["", "Collectives per layer (rank 0; bytes this rank contributes):"]
@@ -243,6 +246,9 @@ def render_parallel_html(traces: Sequence[Trace], memory: Sequence[Mapping[str, 
              "th,td{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#eef}"
              "h2{border-bottom:2px solid #ddd}</style></head><body>",
              "<h1>Model parallel run</h1>", f"<p>{html.escape(_summary(traces))}</p>"]
+    recorded = recorded_note(traces[0])
+    if recorded:
+        parts.append(f"<p>{html.escape(recorded)}</p>")
     if links:
         parts.append("<p>" + " · ".join(f"<a href='{html.escape(href)}'>{html.escape(text)}</a>"
                                         for text, href in links.items()) + "</p>")
