@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tracer.schema import DEFAULT_MAX_STEPS
+
 from .results import Section, Table, Target, doc_paragraphs
 from .stats import fit_line
 from .worker import run_task
@@ -130,12 +132,6 @@ def _growth(points: list[dict[str, Any]], unit: str) -> str:
             f"+{events:,.0f} events, +{extra * 1000:,.1f} ms of tracing time (R² {r2_time:.2f}).")
 
 
-def _default_steps() -> int:
-    from tracer.schema import DEFAULT_MAX_STEPS
-
-    return DEFAULT_MAX_STEPS
-
-
 def measure(*, quick: bool, config: str, env: dict[str, str], plot_path: Path | None) -> Section:
     tokens = TOKENS_QUICK if quick else TOKENS_FULL
     layers = LAYERS_QUICK if quick else LAYERS_FULL
@@ -162,7 +158,7 @@ def measure(*, quick: bool, config: str, env: dict[str, str], plot_path: Path | 
                 "Generated tokens: the default against every step recorded in full",
                 ("tokens", "untraced", "traced (default)", "× untraced", "every step in full", "× untraced",
                  "events default / full", "trace files default / full"), _all_steps_rows(res.value),
-                notes=(f"Default = `tracer.trace()`: the context forward and the first {_default_steps()} steps "
+                notes=(f"Default = `tracer.trace()`: the context forward and the first {DEFAULT_MAX_STEPS} steps "
                        "recorded in full, later steps as step summaries (the `generation` event alone). Every step "
                        "in full = `tracer.trace(max_steps=None)` (`--max-steps all`). Same runs' fastest of "
                        f"{repeats}, rotated order.",)))

@@ -197,8 +197,9 @@ class _Runtime:
         """Undo :meth:`_lift`: the root's pair removed, the global pair back."""
         if not self._lifted:
             return
-        while self._lifted:
-            self._lifted.pop().remove()
+        for handle in self._lifted:
+            handle.remove()
+        self._lifted.clear()
         if reattach:
             self.attach()
 

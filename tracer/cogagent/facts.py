@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..render.common import summary_steps
 from ..schema import Event, Trace
 
 __all__ = ["CrossDispatch", "StepFacts", "cross_steps", "render_cross_steps"]
@@ -111,7 +112,7 @@ def render_cross_steps(trace: Trace) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    summaries = sum(1 for e in trace.of("generation") if e.data.get("detail") == "summary")
+    summaries = len(summary_steps(trace))
     if summaries:
         lines.append(f"(+ {summaries} later step(s) recorded as step summaries, without their calls: "
                      "--max-steps all records every step in full)")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cogvlm import DEFAULT_QUERY, SHAPES_QUERY, default_image, default_query
 from ..errors import UserError
+from ._tracing import add_max_steps_argument, max_steps
 
 if TYPE_CHECKING:
     from ..cogvlm.config import ModelConfig
@@ -61,8 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "meta"], default="cpu",
                         help="cpu (default) or meta: shapes-only build of any size, implies --build-only")
     parser.add_argument("-o", "--output", default="out", metavar="DIR", help="folder to write into (default out/)")
-    from ._tracing import add_max_steps_argument
-
     add_max_steps_argument(parser)
     from ..parallel.cli import add_parallel_arguments
 
@@ -111,8 +110,6 @@ def write_views(trace: Trace, out: Path) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from ..adapters import adapter_for_config
     from ..files import check_writable_folder
-    from ._tracing import max_steps
-
     adapter = adapter_for_config(args.config)
     config = adapter.load_config(args.config)
     if args.max_new_tokens < 1:

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -190,8 +191,6 @@ def _roundtrip(config: Any, args: argparse.Namespace, rank: int, handle: Any) ->
 def _wait_for_debugger(rank: int) -> None:
     """With ``COGTRACE_DEBUG_PORT`` set (``--debug-port``), rank r listens on that port + r and
     waits until a debugger attaches (VS Code: "Attach to rank r")."""
-    import os
-
     from .launch import DEBUG_PORT_VAR
 
     base = os.environ.get(DEBUG_PORT_VAR)
@@ -206,8 +205,6 @@ def _wait_for_debugger(rank: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import os
-
     args = _parser().parse_args(argv)
     try:
         # Each rank imports SAT and DeepSpeed itself: their log lines are kept in the rank's
@@ -228,8 +225,6 @@ def _run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     config = load_config(args.config)
-    import os
-
     check_world_size(config.values, int(os.environ.get("WORLD_SIZE", 1)))
     rank, size = init_distributed()
     _wait_for_debugger(rank)

@@ -25,6 +25,8 @@ __all__ = [
     "fold_numeric",
     "human_count",
     "recorded_note",
+    "step_span",
+    "summary_steps",
     "resolve_source",
     "shape_of",
     "shapes_text",
@@ -222,12 +224,21 @@ def has_token_split(trace: Any) -> bool:
     return any("branch" in e.data for e in trace.of("hook"))
 
 
+def summary_steps(trace: Any) -> list[int]:
+    """The numbers of the generation steps recorded as step summaries (beyond ``max_steps``)."""
+    return [int(e.data.get("step", 0)) for e in trace.of("generation") if e.data.get("detail") == "summary"]
+
+
+def step_span(steps: Sequence[int]) -> str:
+    """'5' or '5–23' (first–last) for a run of step numbers."""
+    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}–{steps[-1]}"
+
+
 def recorded_note(trace: Any) -> str:
     """'' when every generation step was recorded in full; otherwise one line saying the call
     and dispatch counts cover the full steps only (later ones are step summaries)."""
-    summaries = [int(e.data.get("step", 0)) for e in trace.of("generation") if e.data.get("detail") == "summary"]
+    summaries = summary_steps(trace)
     if not summaries:
         return ""
-    span = str(summaries[0]) if len(summaries) == 1 else f"{summaries[0]}–{summaries[-1]}"
-    return (f"counts cover the calls recorded: generation steps {span} ran as step summaries, their calls not "
-            "recorded (--max-steps all records every step)")
+    return (f"counts cover the calls recorded: generation steps {step_span(summaries)} ran as step summaries, "
+            "their calls not recorded (--max-steps all records every step)")

@@ -531,7 +531,7 @@ def render_explorer(trace: Trace, *, timings: bool = True, source_roots: Sequenc
              maybe_count(r.modules), maybe_count(r.hooks)] + ([maybe_count(r.vision_tokens)] if split_seen else [])
             + ([duration_text(r.duration_ns)] if timings else []) for r in srows],
             numeric=(0, 2, 3, 6, 7, 8), shape_cols=(4,))
-        note = summary_note(trace, srows)
+        note = summary_note(trace)
         if note:
             steps += f'<p class="note">{_e(note)}</p>'
         qa = "".join(f"<p><b>{key}:</b> <code>{_e(trace.meta[key])}</code></p>" for key in ("query", "response")

@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..schema import Trace
-from .common import children_index, descendants, duration_text, has_token_split, shapes_text
+from .common import (
+    children_index,
+    descendants,
+    duration_text,
+    has_token_split,
+    shapes_text,
+    step_span,
+    summary_steps,
+)
 
 __all__ = ["StepRow", "render_steps", "step_rows", "summary_note"]
 
@@ -78,14 +86,13 @@ def maybe_count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def summary_note(trace: Trace, rows: list[StepRow]) -> str:
+def summary_note(trace: Trace) -> str:
     """One line saying which steps are summaries and how to record them in full ('' if none)."""
-    summaries = [r.step for r in rows if r.summary]
+    summaries = summary_steps(trace)
     if not summaries:
         return ""
-    span = str(summaries[0]) if len(summaries) == 1 else f"{summaries[0]}–{summaries[-1]}"
     full = trace.meta.get("max_steps")
-    return (f"steps {span}: step summaries (tokens, cache, time), their module and hook calls not recorded: a "
+    return (f"steps {step_span(summaries)}: step summaries (tokens, cache, time), their module and hook calls not recorded: a "
             f"cached step runs the same path as steps 1–{full}; --max-steps all records every step in full")
 
 
@@ -120,7 +127,7 @@ def render_steps(trace: Trace, *, width: int = 140, timings: bool = True, styles
             cells.append(duration_text(r.duration_ns))
         table.add_row(*cells)
     parts: list[object] = [table if rows else "(no generation events in this trace)"]
-    note = summary_note(trace, rows)
+    note = summary_note(trace)
     if note:
         parts.append(note)
     if trace.meta.get("response") is not None:
